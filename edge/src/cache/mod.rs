@@ -1,0 +1,22 @@
+//! The cache core: keys, freshness, ranges, conditionals, the collapsing
+//! state machine, stored objects and the byte-bounded memory tier.
+//!
+//! Invariant: nothing in here does IO, reads a clock or spawns a task.
+//! Callers pass `now`; the async shells live in `crate::fill` and
+//! `crate::handler`.
+
+pub mod conditional;
+pub mod freshness;
+pub mod key;
+pub mod lock;
+pub mod memory;
+pub mod object;
+pub mod range;
+pub mod status;
+
+pub use freshness::{Age, Freshness, Heuristic, NotStorable};
+pub use key::{CacheKey, KeyError};
+pub use lock::{FetchError, FillState, Plan};
+pub use memory::{MemoryTier, Policy};
+pub use object::{CachedObject, ObjectHead};
+pub use status::{CacheStatus, Outcome};

@@ -1,0 +1,103 @@
+//! `outpost`: one binary for every Outpost role. Each subcommand reads one
+//! TOML config (`--config`) and runs one service; this file only parses the
+//! command line and hands over to the service crates.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use outpost_svc::{load_config, Shutdown};
+
+#[derive(Parser)]
+#[command(name = "outpost", version, about = "Outpost: an open edge CDN and playback steering system for video")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a video library (files and/or a synthetic catalog).
+    Origin {
+        #[arg(long, default_value = "configs/origin.toml")]
+        config: PathBuf,
+    },
+    /// Run an edge cache (HTTPS h1/h2 + HTTP/3 on one port).
+    Edge {
+        #[arg(long, default_value = "configs/edge.toml")]
+        config: PathBuf,
+    },
+    /// Collect edge health reports and stream edge state (not yet available).
+    CacheControl {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Steering and the playback API (not yet available).
+    Steering {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run the whole system locally (not yet available).
+    Demo {
+        #[arg(long, default_value = "outpost-state")]
+        state_dir: PathBuf,
+    },
+    /// Benchmarks against peers (not yet available).
+    Bench {
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Generate a local CA and a leaf certificate for loopback use.
+    Certs {
+        /// Directory for ca.crt/ca.key and <name>.crt/<name>.key.
+        #[arg(long, default_value = "state/certs")]
+        dir: PathBuf,
+        /// Base name of the leaf files.
+        #[arg(long, default_value = "server")]
+        name: String,
+        /// Extra DNS names or IP addresses for the leaf (localhost, 127.0.0.1 and ::1 are always in).
+        #[arg(long = "san")]
+        sans: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    outpost_svc::logging::init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let shutdown = Shutdown::new();
+        match cli.command {
+            Command::Origin { config } => {
+                let cfg = load_config(&config)?;
+                shutdown.on_signals();
+                outpost_origin::run(cfg, shutdown).await.context("origin")
+            }
+            Command::Edge { config } => {
+                let cfg = load_config(&config)?;
+                shutdown.on_signals();
+                outpost_edge::run(cfg, shutdown).await.context("edge")
+            }
+            Command::Certs { dir, name, sans } => {
+                let paths = outpost_svc::tls::LocalCertPaths::in_dir(&dir, &name);
+                let made = outpost_svc::tls::ensure_local_certs(&paths, &sans)?;
+                println!(
+                    "{} {} (CA: {})",
+                    if made { "wrote" } else { "kept existing" },
+                    paths.cert.display(),
+                    paths.ca_cert.display()
+                );
+                Ok(())
+            }
+            Command::CacheControl { .. } => not_yet("cache-control", 3),
+            Command::Steering { .. } => not_yet("steering", 4),
+            Command::Demo { .. } => not_yet("demo", 5),
+            Command::Bench { .. } => not_yet("bench", 6),
+        }
+    })
+}
+
+fn not_yet(what: &str, issue: u32) -> Result<()> {
+    eprintln!("outpost {what}: not yet available (tracked in issue {issue})");
+    std::process::exit(2)
+}
