@@ -19,7 +19,10 @@ pub struct Heuristic {
 
 impl Default for Heuristic {
     fn default() -> Self {
-        Self { fraction: 0.1, max: Duration::from_secs(86_400) }
+        Self {
+            fraction: 0.1,
+            max: Duration::from_secs(86_400),
+        }
     }
 }
 
@@ -105,7 +108,11 @@ impl Freshness {
     pub fn refreshed(&self, updated: Option<Freshness>, now: SystemTime) -> Freshness {
         match updated {
             Some(f) => f,
-            None => Freshness { stored_at: now, initial_age: Duration::ZERO, ..*self },
+            None => Freshness {
+                stored_at: now,
+                initial_age: Duration::ZERO,
+                ..*self
+            },
         }
     }
 }
@@ -158,14 +165,21 @@ fn directives(headers: &HeaderMap) -> Directives {
 }
 
 fn date(headers: &HeaderMap, name: header::HeaderName) -> Option<SystemTime> {
-    headers.get(name)?.to_str().ok().and_then(|s| httpdate::parse_http_date(s).ok())
+    headers
+        .get(name)?
+        .to_str()
+        .ok()
+        .and_then(|s| httpdate::parse_http_date(s).ok())
 }
 
 /// Status codes a shared cache may store (RFC 9110 §15.1 heuristically
 /// cacheable ones plus 203). 206 is never stored: the edge always fills
 /// whole objects and answers ranges itself.
 fn storable_status(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501)
+    matches!(
+        status.as_u16(),
+        200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
 }
 
 /// Decide whether a response may be stored and how it ages.
@@ -194,8 +208,13 @@ pub fn freshness(
     // One variant per key: a response that varies on anything but
     // Accept-Encoding is not stored.
     for v in headers.get_all(header::VARY) {
-        let Ok(v) = v.to_str() else { return Err(NotStorable::Vary) };
-        if v.split(',').map(str::trim).any(|f| !f.is_empty() && !f.eq_ignore_ascii_case("accept-encoding")) {
+        let Ok(v) = v.to_str() else {
+            return Err(NotStorable::Vary);
+        };
+        if v.split(',')
+            .map(str::trim)
+            .any(|f| !f.is_empty() && !f.eq_ignore_ascii_case("accept-encoding"))
+        {
             return Err(NotStorable::Vary);
         }
     }
@@ -207,11 +226,18 @@ pub fn freshness(
         Duration::from_secs(s)
     } else if let Some(exp) = headers.get(header::EXPIRES) {
         // An invalid Expires (e.g. "0") means already expired.
-        match exp.to_str().ok().and_then(|s| httpdate::parse_http_date(s).ok()) {
+        match exp
+            .to_str()
+            .ok()
+            .and_then(|s| httpdate::parse_http_date(s).ok())
+        {
             Some(e) => e.duration_since(origin_date).unwrap_or_default(),
             None => Duration::ZERO,
         }
-    } else if let (Some(lm), true) = (date(headers, header::LAST_MODIFIED), heuristic.fraction > 0.0) {
+    } else if let (Some(lm), true) = (
+        date(headers, header::LAST_MODIFIED),
+        heuristic.fraction > 0.0,
+    ) {
         let since = origin_date.duration_since(lm).unwrap_or_default();
         since.mul_f64(heuristic.fraction).min(heuristic.max)
     } else if d.immutable {
@@ -219,7 +245,9 @@ pub fn freshness(
     } else {
         return Err(NotStorable::NoFreshness);
     };
-    let apparent = date_hdr.and_then(|dt| now.duration_since(dt).ok()).unwrap_or_default();
+    let apparent = date_hdr
+        .and_then(|dt| now.duration_since(dt).ok())
+        .unwrap_or_default();
     let age_hdr = headers
         .get(header::AGE)
         .and_then(|v| v.to_str().ok())
@@ -245,7 +273,10 @@ mod tests {
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
-            m.append(header::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            m.append(
+                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         m
     }
@@ -272,15 +303,38 @@ mod tests {
 
     #[test]
     fn not_storable() {
-        assert_eq!(f(&[("cache-control", "no-store, max-age=60")]), Err(NotStorable::NoStore));
-        assert_eq!(f(&[("cache-control", "private, max-age=60")]), Err(NotStorable::Private));
-        assert_eq!(f(&[("cache-control", "max-age=60"), ("set-cookie", "a=b")]), Err(NotStorable::SetCookie));
-        assert_eq!(f(&[("cache-control", "max-age=60"), ("vary", "User-Agent")]), Err(NotStorable::Vary));
+        assert_eq!(
+            f(&[("cache-control", "no-store, max-age=60")]),
+            Err(NotStorable::NoStore)
+        );
+        assert_eq!(
+            f(&[("cache-control", "private, max-age=60")]),
+            Err(NotStorable::Private)
+        );
+        assert_eq!(
+            f(&[("cache-control", "max-age=60"), ("set-cookie", "a=b")]),
+            Err(NotStorable::SetCookie)
+        );
+        assert_eq!(
+            f(&[("cache-control", "max-age=60"), ("vary", "User-Agent")]),
+            Err(NotStorable::Vary)
+        );
         assert!(f(&[("cache-control", "max-age=60"), ("vary", "Accept-Encoding")]).is_ok());
         assert_eq!(f(&[]), Err(NotStorable::NoFreshness));
         let hm = h(&[("cache-control", "max-age=60")]);
-        assert_eq!(freshness(StatusCode::PARTIAL_CONTENT, &hm, t0(), Heuristic::default()), Err(NotStorable::Partial));
-        assert_eq!(freshness(StatusCode::INTERNAL_SERVER_ERROR, &hm, t0(), Heuristic::default()), Err(NotStorable::Status));
+        assert_eq!(
+            freshness(StatusCode::PARTIAL_CONTENT, &hm, t0(), Heuristic::default()),
+            Err(NotStorable::Partial)
+        );
+        assert_eq!(
+            freshness(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &hm,
+                t0(),
+                Heuristic::default()
+            ),
+            Err(NotStorable::Status)
+        );
         assert!(freshness(StatusCode::NOT_FOUND, &hm, t0(), Heuristic::default()).is_ok());
     }
 
@@ -311,18 +365,32 @@ mod tests {
         let lm = httpdate::fmt_http_date(t0() - Duration::from_secs(1000));
         let fr = f(&[("date", &date), ("last-modified", &lm)]).unwrap();
         assert_eq!(fr.lifetime, Duration::from_secs(100));
-        let off = Heuristic { fraction: 0.0, max: Duration::ZERO };
-        assert_eq!(freshness(StatusCode::OK, &h(&[("last-modified", &lm)]), t0(), off), Err(NotStorable::NoFreshness));
+        let off = Heuristic {
+            fraction: 0.0,
+            max: Duration::ZERO,
+        };
+        assert_eq!(
+            freshness(StatusCode::OK, &h(&[("last-modified", &lm)]), t0(), off),
+            Err(NotStorable::NoFreshness)
+        );
     }
 
     #[test]
     fn stale_windows() {
-        let fr = f(&[("cache-control", "max-age=10, stale-while-revalidate=5, stale-if-error=100")]).unwrap();
+        let fr = f(&[(
+            "cache-control",
+            "max-age=10, stale-while-revalidate=5, stale-if-error=100",
+        )])
+        .unwrap();
         assert_eq!(fr.state(at(12)), Age::StaleWhileRevalidate);
         assert_eq!(fr.state(at(15)), Age::Stale);
         assert!(fr.usable_on_error(at(109)));
         assert!(!fr.usable_on_error(at(110)));
-        let fr = f(&[("cache-control", "max-age=10, must-revalidate, stale-while-revalidate=5, stale-if-error=100")]).unwrap();
+        let fr = f(&[(
+            "cache-control",
+            "max-age=10, must-revalidate, stale-while-revalidate=5, stale-if-error=100",
+        )])
+        .unwrap();
         assert_eq!(fr.state(at(12)), Age::Stale);
         assert!(!fr.usable_on_error(at(12)));
     }

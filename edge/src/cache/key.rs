@@ -101,7 +101,10 @@ pub fn normalize_path(raw: &str) -> Result<String, KeyError> {
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'%' {
-            let (h, l) = match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            let (h, l) = match (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
                 (Some(h), Some(l)) => (h, l),
                 _ => return Err(KeyError::BadEncoding),
             };
@@ -150,7 +153,10 @@ fn is_dot_segment(seg: &str) -> bool {
     if s == "." || s == ".." {
         return true;
     }
-    s.split(['/', '\\']).chain(s.split("%2F")).chain(s.split("%5C")).any(|p| p == "." || p == "..")
+    s.split(['/', '\\'])
+        .chain(s.split("%2F"))
+        .chain(s.split("%5C"))
+        .any(|p| p == "." || p == "..")
         && (s.contains("%2F") || s.contains("%5C") || s.contains('\\'))
 }
 
@@ -195,7 +201,10 @@ mod tests {
         assert_eq!(key("/a%4"), Err(KeyError::BadEncoding));
         assert_eq!(key("etc/passwd"), Err(KeyError::NotAbsolute));
         assert_eq!(key("*"), Err(KeyError::NotAbsolute));
-        assert_eq!(key(&format!("/{}", "a".repeat(MAX_PATH))), Err(KeyError::TooLong));
+        assert_eq!(
+            key(&format!("/{}", "a".repeat(MAX_PATH))),
+            Err(KeyError::TooLong)
+        );
     }
 
     #[test]
@@ -212,6 +221,9 @@ mod tests {
         assert_eq!(k.path(), "/x.m3u8");
         let k2 = CacheKey::new("/x.m3u8", Some("v=2&a"), &keep).unwrap();
         assert_eq!(k, k2, "order of parameters does not matter");
-        assert_eq!(CacheKey::new("/x", Some("v=1"), &[]).unwrap().as_str(), "/x");
+        assert_eq!(
+            CacheKey::new("/x", Some("v=1"), &[]).unwrap().as_str(),
+            "/x"
+        );
     }
 }

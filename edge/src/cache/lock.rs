@@ -142,7 +142,12 @@ impl Default for FillState {
 
 impl FillState {
     pub fn new() -> Self {
-        Self { head: None, chunks: Vec::new(), received: 0, end: End::Open }
+        Self {
+            head: None,
+            chunks: Vec::new(),
+            received: 0,
+            end: End::Open,
+        }
     }
 
     pub fn publish_head(&mut self, head: Arc<ObjectHead>) -> Result<(), FillViolation> {
@@ -177,10 +182,15 @@ impl FillState {
         if self.end != End::Open {
             return Err(FillViolation::AfterEnd);
         }
-        let Some(head) = &self.head else { return Err(FillViolation::BodyBeforeHead) };
+        let Some(head) = &self.head else {
+            return Err(FillViolation::BodyBeforeHead);
+        };
         match head.content_length {
             Some(expected) if expected != self.received => {
-                let e = FetchError::Truncated { received: self.received, expected };
+                let e = FetchError::Truncated {
+                    received: self.received,
+                    expected,
+                };
                 self.end = End::Failed(e.clone());
                 Ok(Err(e))
             }
@@ -258,7 +268,12 @@ mod tests {
         let fr = if storable {
             crate::cache::freshness::freshness(
                 StatusCode::OK,
-                &[(http::header::CACHE_CONTROL, http::HeaderValue::from_static("max-age=60"))].into_iter().collect(),
+                &[(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("max-age=60"),
+                )]
+                .into_iter()
+                .collect(),
                 std::time::SystemTime::UNIX_EPOCH,
                 Default::default(),
             )
@@ -276,16 +291,25 @@ mod tests {
                 assert_eq!(plan(Some(Fresh), in_flight, unc), Plan::Serve);
                 assert_eq!(
                     plan(Some(StaleWhileRevalidate), in_flight, unc),
-                    Plan::ServeStaleAndRevalidate { start_fill: !in_flight }
+                    Plan::ServeStaleAndRevalidate {
+                        start_fill: !in_flight
+                    }
                 );
             }
         }
         assert_eq!(plan(None, true, false), Plan::Join);
-        assert_eq!(plan(None, true, true), Plan::Join, "a fill in flight is joined even if marked");
+        assert_eq!(
+            plan(None, true, true),
+            Plan::Join,
+            "a fill in flight is joined even if marked"
+        );
         assert_eq!(plan(Some(Stale), true, false), Plan::Join);
         assert_eq!(plan(None, false, true), Plan::Pass);
         assert_eq!(plan(Some(Stale), false, true), Plan::Pass);
-        assert_eq!(plan(Some(Stale), false, false), Plan::Fetch { revalidate: true });
+        assert_eq!(
+            plan(Some(Stale), false, false),
+            Plan::Fetch { revalidate: true }
+        );
         assert_eq!(plan(None, false, false), Plan::Fetch { revalidate: false });
     }
 
@@ -298,7 +322,11 @@ mod tests {
         assert!(matches!(f.head(), HeadStep::Ready(_)));
         f.push(Bytes::from_static(b"abc")).unwrap();
         assert_eq!(f.read(0), ReadStep::Chunk(Bytes::from_static(b"abc")));
-        assert_eq!(f.read(1), ReadStep::Pending, "a follower waits, it is not told the end");
+        assert_eq!(
+            f.read(1),
+            ReadStep::Pending,
+            "a follower waits, it is not told the end"
+        );
         f.push(Bytes::new()).unwrap();
         assert_eq!(f.read(1), ReadStep::Pending, "empty chunks are not stored");
         f.push(Bytes::from_static(b"def")).unwrap();
@@ -315,8 +343,17 @@ mod tests {
         f.publish_head(head(Some(10), true)).unwrap();
         f.push(Bytes::from_static(b"abc")).unwrap();
         let r = f.complete().unwrap();
-        assert_eq!(r, Err(FetchError::Truncated { received: 3, expected: 10 }));
-        assert!(matches!(f.read(0), ReadStep::Failed(_)), "readers learn of the failure, even mid-body");
+        assert_eq!(
+            r,
+            Err(FetchError::Truncated {
+                received: 3,
+                expected: 10
+            })
+        );
+        assert!(
+            matches!(f.read(0), ReadStep::Failed(_)),
+            "readers learn of the failure, even mid-body"
+        );
         assert_eq!(f.body(), None);
     }
 
@@ -327,23 +364,49 @@ mod tests {
         assert!(matches!(f.head(), HeadStep::Failed(FetchError::Timeout(_))));
         assert!(f.is_ended());
         f.fail(FetchError::Connect("x".into()));
-        assert!(matches!(f.head(), HeadStep::Failed(FetchError::Timeout(_))), "first failure wins");
-        assert_eq!(FetchError::Timeout(String::new()).status(), StatusCode::GATEWAY_TIMEOUT);
-        assert_eq!(FetchError::Connect(String::new()).status(), StatusCode::BAD_GATEWAY);
+        assert!(
+            matches!(f.head(), HeadStep::Failed(FetchError::Timeout(_))),
+            "first failure wins"
+        );
+        assert_eq!(
+            FetchError::Timeout(String::new()).status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            FetchError::Connect(String::new()).status(),
+            StatusCode::BAD_GATEWAY
+        );
     }
 
     #[test]
     fn writer_violations_are_errors() {
         let mut f = FillState::new();
-        assert_eq!(f.push(Bytes::from_static(b"x")), Err(FillViolation::BodyBeforeHead));
+        assert_eq!(
+            f.push(Bytes::from_static(b"x")),
+            Err(FillViolation::BodyBeforeHead)
+        );
         assert_eq!(f.complete(), Err(FillViolation::BodyBeforeHead));
         f.publish_head(head(None, true)).unwrap();
-        assert_eq!(f.publish_head(head(None, true)), Err(FillViolation::HeadTwice));
-        assert_eq!(f.complete().unwrap(), Ok(()), "unknown length completes on end of body");
-        assert_eq!(f.push(Bytes::from_static(b"x")), Err(FillViolation::AfterEnd));
+        assert_eq!(
+            f.publish_head(head(None, true)),
+            Err(FillViolation::HeadTwice)
+        );
+        assert_eq!(
+            f.complete().unwrap(),
+            Ok(()),
+            "unknown length completes on end of body"
+        );
+        assert_eq!(
+            f.push(Bytes::from_static(b"x")),
+            Err(FillViolation::AfterEnd)
+        );
         assert_eq!(f.complete(), Err(FillViolation::AfterEnd));
         f.fail(FetchError::Connect("late".into()));
-        assert_eq!(f.read(0), ReadStep::End, "a late failure does not undo completion");
+        assert_eq!(
+            f.read(0),
+            ReadStep::End,
+            "a late failure does not undo completion"
+        );
     }
 
     #[test]

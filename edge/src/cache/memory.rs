@@ -49,7 +49,8 @@ impl quick_cache::Lifecycle<CacheKey, Obj> for CountEvictions {
     }
 }
 
-type Quick = quick_cache::sync::Cache<CacheKey, Obj, Weigh, quick_cache::DefaultHashBuilder, CountEvictions>;
+type Quick =
+    quick_cache::sync::Cache<CacheKey, Obj, Weigh, quick_cache::DefaultHashBuilder, CountEvictions>;
 
 struct LruTier {
     map: lru::LruCache<CacheKey, Obj>,
@@ -72,7 +73,10 @@ pub struct MemoryTier {
 /// object must fit in one shard, so big segments want few shards.
 fn shards_for(capacity: u64) -> usize {
     let per_shard = 64 << 20;
-    ((capacity / per_shard) as usize).clamp(1, 16).next_power_of_two().min(16)
+    ((capacity / per_shard) as usize)
+        .clamp(1, 16)
+        .next_power_of_two()
+        .min(16)
 }
 
 impl MemoryTier {
@@ -86,11 +90,23 @@ impl MemoryTier {
                     .shards(shards_for(capacity))
                     .build()
                     .expect("valid quick_cache options");
-                Inner::Quick(Quick::with_options(opts, Weigh, Default::default(), CountEvictions(evictions.clone())))
+                Inner::Quick(Quick::with_options(
+                    opts,
+                    Weigh,
+                    Default::default(),
+                    CountEvictions(evictions.clone()),
+                ))
             }
-            Policy::Lru => Inner::Lru(Mutex::new(LruTier { map: lru::LruCache::unbounded(), bytes: 0 })),
+            Policy::Lru => Inner::Lru(Mutex::new(LruTier {
+                map: lru::LruCache::unbounded(),
+                bytes: 0,
+            })),
         };
-        Self { inner, capacity, evictions }
+        Self {
+            inner,
+            capacity,
+            evictions,
+        }
     }
 
     pub fn get(&self, key: &CacheKey) -> Option<Obj> {
@@ -191,8 +207,16 @@ mod tests {
             must_revalidate: false,
             immutable: false,
         };
-        let head = Arc::new(ObjectHead::from_upstream(StatusCode::OK, &HeaderMap::new(), Ok(fresh)));
-        Arc::new(CachedObject { head, body: Bytes::from(vec![0u8; size]), freshness: fresh })
+        let head = Arc::new(ObjectHead::from_upstream(
+            StatusCode::OK,
+            &HeaderMap::new(),
+            Ok(fresh),
+        ));
+        Arc::new(CachedObject {
+            head,
+            body: Bytes::from(vec![0u8; size]),
+            freshness: fresh,
+        })
     }
     fn k(i: usize) -> CacheKey {
         CacheKey::new(&format!("/o/{i}"), None, &[]).unwrap()
@@ -209,7 +233,11 @@ mod tests {
             }
             assert!(tier.evictions() > 0, "{policy:?}");
             assert!(tier.objects() < 200);
-            assert!(tier.objects() > 10, "{policy:?}: the budget is used: {}", tier.objects());
+            assert!(
+                tier.objects() > 10,
+                "{policy:?}: the budget is used: {}",
+                tier.objects()
+            );
         }
     }
 

@@ -49,7 +49,11 @@ const DROPPED: &[&str] = &[
 
 impl ObjectHead {
     /// Build from an upstream response head.
-    pub fn from_upstream(status: StatusCode, upstream: &HeaderMap, freshness: Result<Freshness, NotStorable>) -> Self {
+    pub fn from_upstream(
+        status: StatusCode,
+        upstream: &HeaderMap,
+        freshness: Result<Freshness, NotStorable>,
+    ) -> Self {
         let mut headers = HeaderMap::with_capacity(upstream.len());
         for (name, value) in upstream {
             if !DROPPED.contains(&name.as_str()) {
@@ -60,12 +64,23 @@ impl ObjectHead {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|s| s.parse().ok());
-        let etag = upstream.get(header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let etag = upstream
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let last_modified = upstream
             .get(header::LAST_MODIFIED)
             .and_then(|v| v.to_str().ok())
             .and_then(|s| httpdate::parse_http_date(s).ok());
-        Self { status, headers, content_length, etag, last_modified, freshness, fwd_status: status.as_u16() }
+        Self {
+            status,
+            headers,
+            content_length,
+            etag,
+            last_modified,
+            freshness,
+            fwd_status: status.as_u16(),
+        }
     }
 
     /// Apply a 304's updated headers to a stored head (RFC 9111 §4.3.4).
@@ -105,7 +120,12 @@ impl CachedObject {
     /// Bytes charged against the memory budget: body plus an estimate of
     /// the head and bookkeeping.
     pub fn weight(&self) -> u64 {
-        let headers: usize = self.head.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 32).sum();
+        let headers: usize = self
+            .head
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 32)
+            .sum();
         (self.body.len() + headers + 256) as u64
     }
 }

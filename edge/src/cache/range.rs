@@ -42,8 +42,12 @@ impl Resolved {
 
 /// Parse a `Range` header value.
 pub fn parse(value: Option<&HeaderValue>) -> RangeRequest {
-    let Some(v) = value.and_then(|v| v.to_str().ok()) else { return RangeRequest::Whole };
-    let Some((unit, set)) = v.split_once('=') else { return RangeRequest::Whole };
+    let Some(v) = value.and_then(|v| v.to_str().ok()) else {
+        return RangeRequest::Whole;
+    };
+    let Some((unit, set)) = v.split_once('=') else {
+        return RangeRequest::Whole;
+    };
     if !unit.trim().eq_ignore_ascii_case("bytes") {
         return RangeRequest::Whole;
     }
@@ -51,7 +55,9 @@ pub fn parse(value: Option<&HeaderValue>) -> RangeRequest {
     if set.contains(',') {
         return RangeRequest::Whole;
     }
-    let Some((a, b)) = set.split_once('-') else { return RangeRequest::Whole };
+    let Some((a, b)) = set.split_once('-') else {
+        return RangeRequest::Whole;
+    };
     let (a, b) = (a.trim(), b.trim());
     let num = |s: &str| -> Option<u64> {
         if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
@@ -71,7 +77,10 @@ pub fn parse(value: Option<&HeaderValue>) -> RangeRequest {
             None => RangeRequest::Whole,
         },
         (false, false) => match (num(a), num(b)) {
-            (Some(first), Some(last)) if last >= first => RangeRequest::Single(RangeSpec::From { first, last: Some(last) }),
+            (Some(first), Some(last)) if last >= first => RangeRequest::Single(RangeSpec::From {
+                first,
+                last: Some(last),
+            }),
             _ => RangeRequest::Whole, // last < first is invalid syntax: ignore
         },
     }
@@ -93,7 +102,10 @@ pub fn resolve(spec: RangeSpec, len: u64) -> Resolved {
             if len == 0 {
                 Resolved::Unsatisfiable
             } else {
-                Resolved::Partial { start: len.saturating_sub(n), end: len - 1 }
+                Resolved::Partial {
+                    start: len.saturating_sub(n),
+                    end: len - 1,
+                }
             }
         }
     }
@@ -107,8 +119,14 @@ pub fn content_range(start: u64, end: u64, len: u64) -> String {
 /// Does `If-Range` allow the range? A strong ETag must match exactly; a
 /// date must equal Last-Modified (which we treat as strong). Anything
 /// else (weak tags, garbage) means "send the whole thing".
-pub fn if_range_allows(if_range: Option<&HeaderValue>, etag: Option<&str>, last_modified: Option<SystemTime>) -> bool {
-    let Some(v) = if_range.and_then(|v| v.to_str().ok()) else { return if_range.is_none() };
+pub fn if_range_allows(
+    if_range: Option<&HeaderValue>,
+    etag: Option<&str>,
+    last_modified: Option<SystemTime>,
+) -> bool {
+    let Some(v) = if_range.and_then(|v| v.to_str().ok()) else {
+        return if_range.is_none();
+    };
     let v = v.trim();
     if v.starts_with('"') {
         return matches!(etag, Some(e) if !e.starts_with("W/") && e == v);
@@ -138,14 +156,28 @@ mod tests {
     fn parses_the_three_forms() {
         assert_eq!(p("bytes=0-99"), single(0, Some(99)));
         assert_eq!(p("bytes=100-"), single(100, None));
-        assert_eq!(p("bytes=-500"), RangeRequest::Single(RangeSpec::Suffix(500)));
+        assert_eq!(
+            p("bytes=-500"),
+            RangeRequest::Single(RangeSpec::Suffix(500))
+        );
         assert_eq!(p("BYTES = 5-6"), single(5, Some(6)));
         assert_eq!(parse(None), RangeRequest::Whole);
     }
 
     #[test]
     fn malformed_and_multi_are_ignored() {
-        for s in ["bytes=", "bytes=-", "bytes=a-b", "bytes=5-1", "items=0-1", "bytes=0-1,3-4", "0-1", "bytes=1-2-3", "bytes=+1-2", "bytes=99999999999999999999999-"] {
+        for s in [
+            "bytes=",
+            "bytes=-",
+            "bytes=a-b",
+            "bytes=5-1",
+            "items=0-1",
+            "bytes=0-1,3-4",
+            "0-1",
+            "bytes=1-2-3",
+            "bytes=+1-2",
+            "bytes=99999999999999999999999-",
+        ] {
             assert_eq!(p(s), RangeRequest::Whole, "{s}");
         }
     }
@@ -156,12 +188,36 @@ mod tests {
             RangeRequest::Single(spec) => resolve(spec, len),
             RangeRequest::Whole => panic!("{s} did not parse"),
         };
-        assert_eq!(r("bytes=0-99", 1000), Resolved::Partial { start: 0, end: 99 });
-        assert_eq!(r("bytes=900-2000", 1000), Resolved::Partial { start: 900, end: 999 });
-        assert_eq!(r("bytes=999-", 1000), Resolved::Partial { start: 999, end: 999 });
+        assert_eq!(
+            r("bytes=0-99", 1000),
+            Resolved::Partial { start: 0, end: 99 }
+        );
+        assert_eq!(
+            r("bytes=900-2000", 1000),
+            Resolved::Partial {
+                start: 900,
+                end: 999
+            }
+        );
+        assert_eq!(
+            r("bytes=999-", 1000),
+            Resolved::Partial {
+                start: 999,
+                end: 999
+            }
+        );
         assert_eq!(r("bytes=1000-", 1000), Resolved::Unsatisfiable);
-        assert_eq!(r("bytes=-100", 1000), Resolved::Partial { start: 900, end: 999 });
-        assert_eq!(r("bytes=-5000", 1000), Resolved::Partial { start: 0, end: 999 });
+        assert_eq!(
+            r("bytes=-100", 1000),
+            Resolved::Partial {
+                start: 900,
+                end: 999
+            }
+        );
+        assert_eq!(
+            r("bytes=-5000", 1000),
+            Resolved::Partial { start: 0, end: 999 }
+        );
         assert_eq!(r("bytes=-0", 1000), Resolved::Unsatisfiable);
         assert_eq!(r("bytes=0-", 0), Resolved::Unsatisfiable);
         assert_eq!(r("bytes=-1", 0), Resolved::Unsatisfiable);
@@ -175,10 +231,25 @@ mod tests {
         assert!(if_range_allows(None, Some("\"a\""), None));
         assert!(if_range_allows(Some(&hv("\"a\"")), Some("\"a\""), None));
         assert!(!if_range_allows(Some(&hv("\"b\"")), Some("\"a\""), None));
-        assert!(!if_range_allows(Some(&hv("W/\"a\"")), Some("W/\"a\""), None), "weak never matches");
+        assert!(
+            !if_range_allows(Some(&hv("W/\"a\"")), Some("W/\"a\""), None),
+            "weak never matches"
+        );
         assert!(!if_range_allows(Some(&hv("\"a\"")), Some("W/\"a\""), None));
-        assert!(if_range_allows(Some(&hv(&httpdate::fmt_http_date(lm))), None, Some(lm)));
-        assert!(!if_range_allows(Some(&hv(&httpdate::fmt_http_date(lm + Duration::from_secs(1)))), None, Some(lm)));
-        assert!(!if_range_allows(Some(&hv("garbage")), Some("\"a\""), Some(lm)));
+        assert!(if_range_allows(
+            Some(&hv(&httpdate::fmt_http_date(lm))),
+            None,
+            Some(lm)
+        ));
+        assert!(!if_range_allows(
+            Some(&hv(&httpdate::fmt_http_date(lm + Duration::from_secs(1)))),
+            None,
+            Some(lm)
+        ));
+        assert!(!if_range_allows(
+            Some(&hv("garbage")),
+            Some("\"a\""),
+            Some(lm)
+        ));
     }
 }

@@ -51,7 +51,10 @@ impl CacheStatus {
 
     /// Served without contacting upstream for this request.
     pub fn is_hit(self) -> bool {
-        matches!(self, CacheStatus::Hit | CacheStatus::StaleHit | CacheStatus::StaleOnError)
+        matches!(
+            self,
+            CacheStatus::Hit | CacheStatus::StaleHit | CacheStatus::StaleOnError
+        )
     }
 }
 
@@ -69,7 +72,12 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn new(status: CacheStatus) -> Self {
-        Self { status, fwd_status: None, stored: false, ttl: None }
+        Self {
+            status,
+            fwd_status: None,
+            stored: false,
+            ttl: None,
+        }
     }
 
     /// The RFC 9211 header value, e.g. `outpost; hit; ttl=42` or
@@ -110,12 +118,32 @@ mod tests {
         let mut o = Outcome::new(CacheStatus::Hit);
         o.ttl = Some(42);
         assert_eq!(o.header_value("outpost").unwrap(), "outpost; hit; ttl=42");
-        let o = Outcome { status: CacheStatus::Miss, fwd_status: Some(200), stored: true, ttl: None };
-        assert_eq!(o.header_value("outpost").unwrap(), "outpost; fwd=miss; fwd-status=200; stored");
-        let o = Outcome { status: CacheStatus::Collapsed, fwd_status: Some(200), stored: true, ttl: None };
-        assert_eq!(o.header_value("outpost").unwrap(), "outpost; fwd=miss; collapsed; fwd-status=200; stored");
-        assert_eq!(Outcome::new(CacheStatus::None).header_value("outpost"), None);
-        let labels: std::collections::HashSet<_> = CacheStatus::ALL.iter().map(|s| s.as_str()).collect();
+        let o = Outcome {
+            status: CacheStatus::Miss,
+            fwd_status: Some(200),
+            stored: true,
+            ttl: None,
+        };
+        assert_eq!(
+            o.header_value("outpost").unwrap(),
+            "outpost; fwd=miss; fwd-status=200; stored"
+        );
+        let o = Outcome {
+            status: CacheStatus::Collapsed,
+            fwd_status: Some(200),
+            stored: true,
+            ttl: None,
+        };
+        assert_eq!(
+            o.header_value("outpost").unwrap(),
+            "outpost; fwd=miss; collapsed; fwd-status=200; stored"
+        );
+        assert_eq!(
+            Outcome::new(CacheStatus::None).header_value("outpost"),
+            None
+        );
+        let labels: std::collections::HashSet<_> =
+            CacheStatus::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(labels.len(), CacheStatus::ALL.len());
     }
 }

@@ -1,0 +1,534 @@
+//! The protocol-independent request path: one `Edge` shared by the
+//! HTTP/1.1, HTTP/2 and HTTP/3 shells. A request head goes in; a response
+//! head plus a body source (a slice of a stored object or a window of a
+//! fill) comes out.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+
+use crate::cache::lock::{follower_may_use, plan};
+use crate::cache::range::{self, RangeRequest, Resolved};
+use crate::cache::{
+    conditional, CacheKey, CacheStatus, CachedObject, FetchError, Heuristic, MemoryTier,
+    ObjectHead, Outcome, Plan,
+};
+use crate::config::EdgeConfig;
+use crate::fill::{self, Fill, FillBody};
+use crate::metrics::Metrics;
+use crate::upstream::Upstream;
+
+/// The client protocol, a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    H1,
+    H2,
+    H3,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::H1 => "h1",
+            Proto::H2 => "h2",
+            Proto::H3 => "h3",
+        }
+    }
+}
+
+/// What the shells pass in.
+pub struct RequestHead {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub proto: Proto,
+}
+
+/// Where a response body comes from.
+pub enum EdgeBody {
+    Empty,
+    Full(Bytes),
+    Fill(FillBody),
+}
+
+impl EdgeBody {
+    /// Next piece of the body; `Ok(None)` at the end. An error means the
+    /// upstream failed after the head was sent: the shell must cut the
+    /// response rather than end it cleanly.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, FetchError> {
+        match self {
+            EdgeBody::Empty => Ok(None),
+            EdgeBody::Full(b) => Ok(if b.is_empty() {
+                None
+            } else {
+                Some(std::mem::take(b))
+            }),
+            EdgeBody::Fill(f) => f.next().await,
+        }
+    }
+}
+
+/// What the shells send back.
+pub struct EdgeResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: EdgeBody,
+    /// Logged and counted when the body is done (see [`AccessRecord`]).
+    pub access: AccessRecord,
+}
+
+struct Pending {
+    fills: HashMap<CacheKey, Arc<Fill>>,
+    uncacheable: lru::LruCache<CacheKey, SystemTime>,
+}
+
+pub struct Edge {
+    pub cfg: EdgeConfig,
+    pub memory: MemoryTier,
+    pub upstream: Upstream,
+    pub metrics: Metrics,
+    pub heuristic: Heuristic,
+    pending: Mutex<Pending>,
+}
+
+impl Edge {
+    pub fn new(cfg: EdgeConfig, upstream: Upstream, metrics: Metrics) -> Arc<Self> {
+        let memory = MemoryTier::new(cfg.cache.memory.policy, cfg.cache.memory.capacity);
+        metrics
+            .memory_capacity
+            .set(cfg.cache.memory.capacity as i64);
+        let heuristic = Heuristic {
+            fraction: cfg.cache.heuristic_fraction,
+            max: cfg.cache.heuristic_max,
+        };
+        let cap = std::num::NonZeroUsize::new(cfg.cache.uncacheable_max.max(1)).expect("non-zero");
+        Arc::new(Self {
+            memory,
+            upstream,
+            metrics,
+            heuristic,
+            pending: Mutex::new(Pending {
+                fills: HashMap::new(),
+                uncacheable: lru::LruCache::new(cap),
+            }),
+            cfg,
+        })
+    }
+
+    /// Largest object the memory tier admits.
+    pub fn max_object_size(&self) -> u64 {
+        self.cfg.cache.memory.capacity
+    }
+
+    /// Called by a registered fill when it ends: it leaves the in-flight map
+    /// only after its object was stored, so no request falls between the two.
+    pub(crate) fn fill_done(&self, key: &CacheKey, fill: &Arc<Fill>) {
+        let mut p = self.pending.lock().expect("pending lock");
+        if p.fills.get(key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
+            p.fills.remove(key);
+        }
+    }
+
+    pub(crate) fn mark_uncacheable(&self, key: &CacheKey, now: SystemTime) {
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .uncacheable
+            .put(key.clone(), now + self.cfg.cache.uncacheable_ttl);
+    }
+
+    /// Refresh the memory-tier gauges (called on scrape and periodically).
+    pub fn refresh_gauges(&self) {
+        self.metrics.memory_bytes.set(self.memory.bytes() as i64);
+        self.metrics
+            .memory_objects
+            .set(self.memory.objects() as i64);
+        self.metrics
+            .memory_evictions
+            .set(self.memory.evictions() as i64);
+    }
+
+    fn spawn_fill(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        fill: &Arc<Fill>,
+        stale: Option<Arc<CachedObject>>,
+        store: bool,
+    ) {
+        tokio::spawn(fill::run(
+            self.clone(),
+            key.clone(),
+            fill.clone(),
+            stale,
+            store,
+        ));
+    }
+
+    /// Answer one request.
+    pub async fn handle(self: &Arc<Self>, req: RequestHead) -> EdgeResponse {
+        let started = Instant::now();
+        let mut access = AccessRecord::new(self.clone(), &req, started);
+        let resp = self.route(&req, &mut access).await;
+        self.metrics
+            .ttfb
+            .with_label_values(&[req.proto.as_str(), access.cache.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        access.status = resp.0;
+        access.complete = matches!(resp.2, EdgeBody::Empty);
+        EdgeResponse {
+            status: resp.0,
+            headers: resp.1,
+            body: resp.2,
+            access,
+        }
+    }
+
+    async fn route(
+        self: &Arc<Self>,
+        req: &RequestHead,
+        access: &mut AccessRecord,
+    ) -> (StatusCode, HeaderMap, EdgeBody) {
+        if req.method != Method::GET && req.method != Method::HEAD {
+            self.metrics.refused.with_label_values(&["method"]).inc();
+            let mut h = HeaderMap::new();
+            h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", h);
+        }
+        let key = match CacheKey::new(
+            req.uri.path(),
+            req.uri.query(),
+            &self.cfg.cache.key_query_params,
+        ) {
+            Ok(k) => k,
+            Err(e) => {
+                self.metrics.refused.with_label_values(&["bad-path"]).inc();
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("bad request target: {e}"),
+                    HeaderMap::new(),
+                );
+            }
+        };
+        access.key = key.as_str().to_owned();
+        let now = SystemTime::now();
+        let mut stored = self.memory.get(&key);
+        let (plan, fill) = {
+            let mut p = self.pending.lock().expect("pending lock");
+            let in_flight = p.fills.get(&key).cloned();
+            if stored.is_none() && in_flight.is_none() {
+                // A fill may have stored its object and left the map since
+                // we looked: look again under the lock (see `fill_done`).
+                stored = self.memory.get(&key);
+            }
+            let age = stored.as_ref().map(|o| o.freshness.state(now));
+            let uncacheable = match p.uncacheable.get(&key) {
+                Some(until) if *until > now => true,
+                Some(_) => {
+                    p.uncacheable.pop(&key);
+                    false
+                }
+                None => false,
+            };
+            let plan = plan(age, in_flight.is_some(), uncacheable);
+            let fill = match plan {
+                Plan::Join => in_flight,
+                Plan::Fetch { .. } | Plan::ServeStaleAndRevalidate { start_fill: true } => {
+                    let f = Fill::new();
+                    p.fills.insert(key.clone(), f.clone());
+                    Some(f)
+                }
+                Plan::Pass => Some(Fill::new()),
+                _ => None,
+            };
+            (plan, fill)
+        };
+        match (plan, fill) {
+            (Plan::Serve, _) => {
+                let obj = stored.expect("serve implies stored");
+                self.from_object(req, &obj, CacheStatus::Hit, now, access)
+            }
+            (Plan::ServeStaleAndRevalidate { start_fill }, fill) => {
+                let obj = stored.expect("stale implies stored");
+                if let (true, Some(f)) = (start_fill, fill) {
+                    self.spawn_fill(&key, &f, Some(obj.clone()), true);
+                }
+                self.from_object(req, &obj, CacheStatus::StaleHit, now, access)
+            }
+            (Plan::Join, Some(f)) => {
+                self.metrics.collapsed.inc();
+                self.from_fill(req, &key, f, false, CacheStatus::Collapsed, access)
+                    .await
+            }
+            (Plan::Fetch { revalidate }, Some(f)) => {
+                self.spawn_fill(&key, &f, if revalidate { stored } else { None }, true);
+                let status = if revalidate {
+                    CacheStatus::Revalidated
+                } else {
+                    CacheStatus::Miss
+                };
+                self.from_fill(req, &key, f, true, status, access).await
+            }
+            (Plan::Pass, Some(f)) => {
+                self.spawn_fill(&key, &f, None, false);
+                self.from_fill(req, &key, f, true, CacheStatus::Pass, access)
+                    .await
+            }
+            _ => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error: no fill for plan",
+                HeaderMap::new(),
+            ),
+        }
+    }
+
+    fn from_object(
+        &self,
+        req: &RequestHead,
+        obj: &CachedObject,
+        status: CacheStatus,
+        now: SystemTime,
+        access: &mut AccessRecord,
+    ) -> (StatusCode, HeaderMap, EdgeBody) {
+        let age = obj.freshness.age(now);
+        let mut outcome = Outcome::new(status);
+        outcome.ttl = Some(obj.freshness.lifetime.as_secs() as i64 - age.as_secs() as i64);
+        access.cache = status;
+        let body = obj.body.clone();
+        self.respond(
+            req,
+            &obj.head,
+            Some(body.len() as u64),
+            Some(age),
+            outcome,
+            |start, len| EdgeBody::Full(body.slice(start as usize..(start + len) as usize)),
+        )
+    }
+
+    async fn from_fill(
+        self: &Arc<Self>,
+        req: &RequestHead,
+        key: &CacheKey,
+        fill: Arc<Fill>,
+        owner: bool,
+        status: CacheStatus,
+        access: &mut AccessRecord,
+    ) -> (StatusCode, HeaderMap, EdgeBody) {
+        let head = match fill.head().await {
+            Ok(h) => h,
+            Err(e) => {
+                access.cache = status;
+                return error(e.status(), &e.to_string(), HeaderMap::new());
+            }
+        };
+        if !follower_may_use(owner, &head) {
+            // A private answer is not ours to share: fetch alone.
+            let own = Fill::new();
+            self.spawn_fill(key, &own, None, false);
+            return Box::pin(self.from_fill(req, key, own, true, CacheStatus::Pass, access)).await;
+        }
+        let status = if fill.is_stale_on_error() {
+            CacheStatus::StaleOnError
+        } else {
+            status
+        };
+        access.cache = status;
+        let mut outcome = Outcome::new(status);
+        if !status.is_hit() {
+            outcome.fwd_status = Some(head.fwd_status);
+            outcome.stored = head.is_storable() && status != CacheStatus::Pass;
+        }
+        self.respond(
+            req,
+            &head,
+            head.content_length,
+            Some(Duration::ZERO),
+            outcome,
+            |start, len| EdgeBody::Fill(FillBody::new(fill.clone(), start, Some(len))),
+        )
+    }
+
+    /// Build the response for a head whose body is `len` bytes (when
+    /// known): 304 for a matching conditional, 206/416 for a range, else 200.
+    /// `slice(start, len)` makes the body for the chosen window.
+    fn respond(
+        &self,
+        req: &RequestHead,
+        head: &ObjectHead,
+        len: Option<u64>,
+        age: Option<Duration>,
+        outcome: Outcome,
+        slice: impl FnOnce(u64, u64) -> EdgeBody,
+    ) -> (StatusCode, HeaderMap, EdgeBody) {
+        let mut headers = head.headers.clone();
+        if let Some(age) = age {
+            headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
+        }
+        if let Some(v) = outcome
+            .header_value(&self.cfg.cache.status_name)
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            headers.insert("cache-status", v);
+        }
+        let is_head = req.method == Method::HEAD;
+        if head.status != StatusCode::OK {
+            if let Some(l) = len {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(l));
+            }
+            let body = if is_head || len == Some(0) {
+                EdgeBody::Empty
+            } else {
+                slice(0, len.unwrap_or(u64::MAX))
+            };
+            return (head.status, headers, body);
+        }
+        if conditional::not_modified(&req.headers, head.etag.as_deref(), head.last_modified) {
+            for h in [
+                header::CONTENT_TYPE,
+                header::CONTENT_ENCODING,
+                header::CONTENT_LANGUAGE,
+            ] {
+                headers.remove(h);
+            }
+            return (StatusCode::NOT_MODIFIED, headers, EdgeBody::Empty);
+        }
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        let Some(len) = len else {
+            // Unknown length (chunked upstream, still filling): whole body, streamed.
+            return (
+                StatusCode::OK,
+                headers,
+                if is_head {
+                    EdgeBody::Empty
+                } else {
+                    slice(0, u64::MAX)
+                },
+            );
+        };
+        let wanted = match range::parse(req.headers.get(header::RANGE)) {
+            RangeRequest::Single(spec)
+                if range::if_range_allows(
+                    req.headers.get(header::IF_RANGE),
+                    head.etag.as_deref(),
+                    head.last_modified,
+                ) =>
+            {
+                Some(range::resolve(spec, len))
+            }
+            _ => None,
+        };
+        match wanted {
+            Some(Resolved::Unsatisfiable) => {
+                headers.insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("bytes */{len}")).expect("ascii"),
+                );
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
+                headers.remove(header::CONTENT_TYPE);
+                (StatusCode::RANGE_NOT_SATISFIABLE, headers, EdgeBody::Empty)
+            }
+            Some(Resolved::Partial { start, end }) => {
+                let n = Resolved::len(start, end);
+                headers.insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&range::content_range(start, end, len)).expect("ascii"),
+                );
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+                (
+                    StatusCode::PARTIAL_CONTENT,
+                    headers,
+                    if is_head {
+                        EdgeBody::Empty
+                    } else {
+                        slice(start, n)
+                    },
+                )
+            }
+            None => {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                (
+                    StatusCode::OK,
+                    headers,
+                    if is_head || len == 0 {
+                        EdgeBody::Empty
+                    } else {
+                        slice(0, len)
+                    },
+                )
+            }
+        }
+    }
+}
+
+fn error(
+    status: StatusCode,
+    msg: &str,
+    mut headers: HeaderMap,
+) -> (StatusCode, HeaderMap, EdgeBody) {
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let body = Bytes::from(format!("{msg}\n"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    (status, headers, EdgeBody::Full(body))
+}
+
+/// One access-log line and the request metrics, written when the
+/// response is done (or dropped: a client that went away is logged too).
+pub struct AccessRecord {
+    edge: Arc<Edge>,
+    proto: Proto,
+    method: Method,
+    path: String,
+    key: String,
+    pub status: StatusCode,
+    pub cache: CacheStatus,
+    started: Instant,
+    pub bytes: u64,
+    pub complete: bool,
+}
+
+impl AccessRecord {
+    fn new(edge: Arc<Edge>, req: &RequestHead, started: Instant) -> Self {
+        let path: String = req.uri.path().chars().take(512).collect();
+        Self {
+            edge,
+            proto: req.proto,
+            method: req.method.clone(),
+            path,
+            key: String::new(),
+            status: StatusCode::OK,
+            cache: CacheStatus::None,
+            started,
+            bytes: 0,
+            complete: false,
+        }
+    }
+}
+
+impl Drop for AccessRecord {
+    fn drop(&mut self) {
+        let m = &self.edge.metrics;
+        let proto = self.proto.as_str();
+        m.requests
+            .with_label_values(&[proto, self.status.as_str(), self.cache.as_str()])
+            .inc();
+        m.bytes_sent.with_label_values(&[proto]).inc_by(self.bytes);
+        tracing::info!(
+            target: "access",
+            proto,
+            method = %self.method,
+            path = %self.path,
+            key = %self.key,
+            status = self.status.as_u16(),
+            cache = self.cache.as_str(),
+            bytes = self.bytes,
+            complete = self.complete,
+            ms = self.started.elapsed().as_millis() as u64,
+        );
+    }
+}

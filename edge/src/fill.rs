@@ -1,0 +1,294 @@
+//! Upstream fills: the async shell around [`FillState`].
+//!
+//! A fill runs as its own task, detached from the request that started it,
+//! so a client that goes away never cancels bytes other clients (and the
+//! cache) are waiting for. Every request for the key reads the fill's
+//! chunks as they arrive (read-while-write). Retries with backoff happen
+//! only before the head is published, i.e. before any byte could have
+//! reached a client.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::StatusCode;
+use tokio::sync::Notify;
+
+use crate::cache::lock::{HeadStep, ReadStep};
+use crate::cache::{freshness, CacheKey, CachedObject, FetchError, FillState, ObjectHead};
+use crate::edge::Edge;
+use crate::upstream::Validators;
+
+/// One shared upstream fetch.
+pub struct Fill {
+    state: Mutex<FillState>,
+    notify: Notify,
+    /// The fill answered with a stale copy because upstream failed.
+    stale_on_error: AtomicBool,
+}
+
+impl Fill {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(FillState::new()),
+            notify: Notify::new(),
+            stale_on_error: AtomicBool::new(false),
+        })
+    }
+
+    fn update<R>(&self, f: impl FnOnce(&mut FillState) -> R) -> R {
+        let r = f(&mut self.state.lock().expect("fill lock"));
+        self.notify.notify_waiters();
+        r
+    }
+
+    async fn wait<T>(&self, mut check: impl FnMut(&FillState) -> Option<T>) -> T {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(t) = check(&self.state.lock().expect("fill lock")) {
+                return t;
+            }
+            notified.await;
+        }
+    }
+
+    /// Wait for the response head (or the failure that replaced it).
+    pub async fn head(&self) -> Result<Arc<ObjectHead>, FetchError> {
+        self.wait(|s| match s.head() {
+            HeadStep::Ready(h) => Some(Ok(h)),
+            HeadStep::Failed(e) => Some(Err(e)),
+            HeadStep::Pending => None,
+        })
+        .await
+    }
+
+    /// Wait for chunk `idx`; `Ok(None)` once the body is complete.
+    pub async fn chunk(&self, idx: usize) -> Result<Option<Bytes>, FetchError> {
+        self.wait(|s| match s.read(idx) {
+            ReadStep::Chunk(c) => Some(Ok(Some(c))),
+            ReadStep::End => Some(Ok(None)),
+            ReadStep::Failed(e) => Some(Err(e)),
+            ReadStep::Pending => None,
+        })
+        .await
+    }
+
+    pub fn is_stale_on_error(&self) -> bool {
+        self.stale_on_error.load(Ordering::Relaxed)
+    }
+
+    /// Publish a whole stored object as this fill's answer.
+    fn publish_object(&self, obj: &CachedObject) {
+        self.update(|s| {
+            let _ = s.publish_head(obj.head.clone());
+            let _ = s.push(obj.body.clone());
+            let _ = s.complete();
+        });
+    }
+}
+
+/// A reader of a fill that yields only the bytes of a window
+/// (`skip` bytes dropped, then at most `remaining`).
+pub struct FillBody {
+    fill: Arc<Fill>,
+    next: usize,
+    skip: u64,
+    remaining: Option<u64>,
+}
+
+impl FillBody {
+    pub fn new(fill: Arc<Fill>, skip: u64, remaining: Option<u64>) -> Self {
+        Self {
+            fill,
+            next: 0,
+            skip,
+            remaining,
+        }
+    }
+
+    /// The next piece of the window, `Ok(None)` at its end.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, FetchError> {
+        loop {
+            if self.remaining == Some(0) {
+                return Ok(None);
+            }
+            let Some(mut chunk) = self.fill.chunk(self.next).await? else {
+                return Ok(None);
+            };
+            self.next += 1;
+            if self.skip > 0 {
+                let drop = self.skip.min(chunk.len() as u64);
+                self.skip -= drop;
+                chunk = chunk.slice(drop as usize..);
+            }
+            if let Some(rem) = self.remaining.as_mut() {
+                if (chunk.len() as u64) > *rem {
+                    chunk.truncate(*rem as usize);
+                }
+                *rem -= chunk.len() as u64;
+            }
+            if !chunk.is_empty() {
+                return Ok(Some(chunk));
+            }
+        }
+    }
+}
+
+fn retryable(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 502..=504)
+}
+
+/// Run a fill to its end. `stale` is the stored copy being revalidated,
+/// if any; `store` says whether the result may enter the cache (false for
+/// a pass-through fetch).
+pub async fn run(
+    edge: Arc<Edge>,
+    key: CacheKey,
+    fill: Arc<Fill>,
+    stale: Option<Arc<CachedObject>>,
+    store: bool,
+) {
+    edge.metrics.fills_in_flight.inc();
+    let outcome = fetch(&edge, &key, &fill, stale.as_deref(), store).await;
+    edge.metrics
+        .upstream_fetches
+        .with_label_values(&[outcome.as_ref().map_or_else(|e| e.as_str(), |_| "ok")])
+        .inc();
+    if let Err(e) = outcome {
+        tracing::warn!(key = %key, error = %e, "upstream fill failed");
+    }
+    if store {
+        edge.fill_done(&key, &fill);
+    }
+    edge.metrics.fills_in_flight.dec();
+}
+
+async fn fetch(
+    edge: &Edge,
+    key: &CacheKey,
+    fill: &Fill,
+    stale: Option<&CachedObject>,
+    store: bool,
+) -> Result<(), FetchError> {
+    let up = &edge.upstream;
+    let validators = stale.map(|s| Validators {
+        etag: s.head.etag.clone(),
+        last_modified: s.head.last_modified,
+    });
+    let mut attempt = 0;
+    let resp = loop {
+        let r = up.get(key.as_str(), validators.as_ref(), attempt).await;
+        let retry = match &r {
+            Ok(resp) => retryable(resp.status()),
+            Err(_) => true,
+        };
+        if retry && attempt < edge.cfg.upstream.retries {
+            let backoff = edge.cfg.upstream.retry_backoff * 2u32.saturating_pow(attempt);
+            tokio::time::sleep(backoff).await;
+            attempt += 1;
+            edge.metrics.upstream_retries.inc();
+            continue;
+        }
+        break r;
+    };
+    let now = SystemTime::now();
+    let mut resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(s) = stale.filter(|s| s.freshness.usable_on_error(now)) {
+                fill.stale_on_error.store(true, Ordering::Relaxed);
+                fill.publish_object(s);
+                return Err(e);
+            }
+            fill.update(|s| s.fail(e.clone()));
+            return Err(e);
+        }
+    };
+    let status = resp.status();
+    if let (Some(s), StatusCode::NOT_MODIFIED) = (stale, status) {
+        // Revalidated: the stored body stands, with refreshed headers.
+        let mut merged = s.head.headers.clone();
+        for (k, v) in resp.headers() {
+            merged.insert(k.clone(), v.clone());
+        }
+        let fresh = freshness::freshness(s.head.status, &merged, now, edge.heuristic)
+            .unwrap_or_else(|_| s.freshness.refreshed(None, now));
+        let head = Arc::new(s.head.updated_by_304(resp.headers(), fresh));
+        let obj = Arc::new(CachedObject {
+            head,
+            body: s.body.clone(),
+            freshness: fresh,
+        });
+        if store {
+            edge.memory.insert(key.clone(), obj.clone());
+        }
+        fill.publish_object(&obj);
+        return Ok(());
+    }
+    if stale.is_some() && status.is_server_error() {
+        if let Some(s) = stale.filter(|s| s.freshness.usable_on_error(now)) {
+            fill.stale_on_error.store(true, Ordering::Relaxed);
+            fill.publish_object(s);
+            return Err(FetchError::Upstream(format!("upstream answered {status}")));
+        }
+    }
+    let fresh = freshness::freshness(status, resp.headers(), now, edge.heuristic);
+    let mut head = ObjectHead::from_upstream(status, resp.headers(), fresh);
+    if let (Some(len), true) = (head.content_length, head.is_storable()) {
+        if len > edge.max_object_size() {
+            head.freshness = Err(freshness::NotStorable::Status);
+            edge.metrics
+                .uncacheable
+                .with_label_values(&["too-large"])
+                .inc();
+        }
+    }
+    if let Err(reason) = head.freshness {
+        edge.metrics
+            .uncacheable
+            .with_label_values(&[reason.as_str()])
+            .inc();
+        if store {
+            edge.mark_uncacheable(key, now);
+        }
+    }
+    let head = Arc::new(head);
+    fill.update(|s| s.publish_head(head.clone()))
+        .map_err(|v| FetchError::Upstream(v.to_string()))?;
+    let body = resp.body_mut();
+    loop {
+        match up.next_chunk(body).await {
+            Ok(Some(chunk)) => fill
+                .update(|s| s.push(chunk))
+                .map_err(|v| FetchError::Upstream(v.to_string()))?,
+            Ok(None) => break,
+            Err(e) => {
+                fill.update(|s| s.fail(e.clone()));
+                return Err(e);
+            }
+        }
+    }
+    let (result, body) = fill.update(|s| (s.complete(), s.body()));
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(v) => return Err(FetchError::Upstream(v.to_string())),
+    }
+    if let (true, Ok(fr), Some(body)) = (store, head.freshness, body) {
+        let obj = Arc::new(CachedObject {
+            head: head.clone(),
+            body,
+            freshness: fr,
+        });
+        if !edge.memory.insert(key.clone(), obj) {
+            edge.metrics
+                .uncacheable
+                .with_label_values(&["too-large"])
+                .inc();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! HTTP/3: a quinn endpoint on the edge's UDP port, tuned for multi-MB
+//! segments (large send window, small receive windows for GET-only
+//! traffic, large UDP socket buffers), serving requests through h3.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use h3::error::Code;
+use outpost_svc::Shutdown;
+use quinn::{EndpointConfig, IdleTimeout, TransportConfig, VarInt};
+use tokio_util::task::TaskTracker;
+
+use crate::config::Http3Config;
+use crate::edge::{Edge, Proto, RequestHead};
+
+/// Why the HTTP/3 listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum H3Error {
+    #[error("UDP {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("QUIC TLS config (internal): {0}")]
+    Tls(String),
+    #[error("http3.idle_timeout out of range")]
+    IdleTimeout,
+}
+
+/// Bind the UDP socket with large buffers and create the endpoint.
+pub fn endpoint(
+    addr: SocketAddr,
+    tls: rustls::ServerConfig,
+    cfg: &Http3Config,
+) -> Result<quinn::Endpoint, H3Error> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind = |e| H3Error::Bind { addr, source: e };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(bind)?;
+    if addr.is_ipv6() {
+        let _ = socket.set_only_v6(false);
+    }
+    // The kernel caps these at net.core.{r,w}mem_max; the README says how to raise them.
+    let _ = socket.set_recv_buffer_size(cfg.udp_buffer as usize);
+    let _ = socket.set_send_buffer_size(cfg.udp_buffer as usize);
+    socket.bind(&addr.into()).map_err(bind)?;
+    socket.set_nonblocking(true).map_err(bind)?;
+    tracing::info!(
+        recv_buffer = socket.recv_buffer_size().unwrap_or(0),
+        send_buffer = socket.send_buffer_size().unwrap_or(0),
+        "UDP socket buffers (raise net.core.rmem_max/wmem_max if smaller than http3.udp_buffer)"
+    );
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| H3Error::Tls(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = TransportConfig::default();
+    transport
+        .send_window(cfg.send_window)
+        .stream_receive_window(
+            VarInt::from_u64(cfg.stream_receive_window).map_err(|_| H3Error::IdleTimeout)?,
+        )
+        .receive_window(VarInt::from_u64(cfg.receive_window).map_err(|_| H3Error::IdleTimeout)?)
+        .max_concurrent_bidi_streams(VarInt::from_u32(cfg.max_concurrent_streams))
+        .max_idle_timeout(Some(
+            IdleTimeout::try_from(cfg.idle_timeout).map_err(|_| H3Error::IdleTimeout)?,
+        ));
+    server.transport_config(Arc::new(transport));
+    quinn::Endpoint::new(
+        EndpointConfig::default(),
+        Some(server),
+        socket.into(),
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(bind)
+}
+
+/// Accept QUIC connections until shutdown, then let in-flight requests
+/// finish within the grace period and close the endpoint.
+pub async fn serve(endpoint: quinn::Endpoint, edge: Arc<Edge>, shutdown: Shutdown) {
+    let requests = TaskTracker::new();
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => match i { Some(i) => i, None => break },
+            _ = shutdown.wait() => break,
+        };
+        let edge = edge.clone();
+        let requests = requests.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(error = %e, "QUIC handshake failed");
+                    return;
+                }
+            };
+            let gauge = edge.metrics.connections.with_label_values(&["quic"]);
+            gauge.inc();
+            connection(conn, edge, requests, shutdown).await;
+            gauge.dec();
+        });
+    }
+    // Stop taking new connections; let requests in flight finish.
+    endpoint.set_server_config(None);
+    requests.close();
+    let grace = edge.cfg.shutdown_grace;
+    if tokio::time::timeout(grace, requests.wait()).await.is_err() {
+        tracing::warn!("HTTP/3 requests still running after {grace:?}; closing");
+    }
+    endpoint.close(VarInt::from_u32(0), b"shutdown");
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), endpoint.wait_idle()).await;
+}
+
+async fn connection(
+    conn: quinn::Connection,
+    edge: Arc<Edge>,
+    requests: TaskTracker,
+    shutdown: Shutdown,
+) {
+    let mut builder = h3::server::builder();
+    builder.max_field_section_size(edge.cfg.limits.max_header_bytes);
+    let mut h3conn: h3::server::Connection<h3_quinn::Connection, Bytes> =
+        match builder.build(h3_quinn::Connection::new(conn)).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "HTTP/3 setup failed");
+                return;
+            }
+        };
+    let mut draining = false;
+    loop {
+        let next = tokio::select! {
+            r = h3conn.accept() => r,
+            _ = shutdown.wait(), if !draining => {
+                draining = true;
+                let _ = h3conn.shutdown(0).await;
+                continue;
+            }
+        };
+        match next {
+            Ok(Some(resolver)) => {
+                let edge = edge.clone();
+                requests.spawn(async move {
+                    let (req, stream) = match resolver.resolve_request().await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "bad HTTP/3 request");
+                            return;
+                        }
+                    };
+                    request(edge, req, stream).await;
+                });
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "HTTP/3 connection ended");
+                break;
+            }
+        }
+    }
+}
+
+async fn request(
+    edge: Arc<Edge>,
+    req: http::Request<()>,
+    mut stream: h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
+) {
+    let (parts, ()) = req.into_parts();
+    let resp = edge
+        .handle(RequestHead {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+            proto: Proto::H3,
+        })
+        .await;
+    let (mut body, mut access) = (resp.body, resp.access);
+    let mut out = http::Response::new(());
+    *out.status_mut() = resp.status;
+    *out.headers_mut() = resp.headers;
+    if let Ok(v) =
+        http::HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
+    {
+        out.headers_mut().insert(http::header::DATE, v);
+    }
+    if stream.send_response(out).await.is_err() {
+        return;
+    }
+    loop {
+        match body.next().await {
+            Ok(Some(chunk)) => {
+                let n = chunk.len() as u64;
+                if stream.send_data(chunk).await.is_err() {
+                    return;
+                }
+                access.bytes += n;
+            }
+            Ok(None) => break,
+            Err(_) => {
+                // Upstream failed mid-body: reset, never a clean short body.
+                stream.stop_stream(Code::H3_INTERNAL_ERROR);
+                return;
+            }
+        }
+    }
+    if stream.finish().await.is_ok() {
+        access.complete = true;
+    }
+}

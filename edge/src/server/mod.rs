@@ -1,0 +1,5 @@
+//! The network shells around [`crate::edge::Edge`]: TCP (TLS, HTTP/1.1 and
+//! HTTP/2 by ALPN, hyper) and UDP (HTTP/3, quinn + h3) on one port number.
+
+pub mod h3;
+pub mod tcp;
