@@ -69,6 +69,16 @@ impl EdgeBody {
             EdgeBody::Fill(f) => f.next().await,
         }
     }
+
+    /// Nothing is left to send (lets a shell that stops polling once
+    /// Content-Length bytes went out still record a complete response).
+    pub fn is_done(&self) -> bool {
+        match self {
+            EdgeBody::Empty => true,
+            EdgeBody::Full(b) => b.is_empty(),
+            EdgeBody::Fill(f) => f.is_done(),
+        }
+    }
 }
 
 /// What the shells send back.

@@ -109,6 +109,10 @@ impl FillBody {
         }
     }
 
+    pub fn is_done(&self) -> bool {
+        self.remaining == Some(0)
+    }
+
     /// The next piece of the window, `Ok(None)` at its end.
     pub async fn next(&mut self) -> Result<Option<Bytes>, FetchError> {
         loop {

@@ -20,7 +20,10 @@ pub struct Invalid {
 
 impl Invalid {
     pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { key: key.into(), reason: reason.into() }
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -35,31 +38,45 @@ pub trait Validate {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config {path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config {path}: key `{key}`: {reason}")]
-    Invalid { path: PathBuf, key: String, reason: String },
+    Invalid {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
 }
 
 /// Read, parse and validate a config file.
 pub fn load_config<T: DeserializeOwned + Validate>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     parse_config(path, &text)
 }
 
 /// Parse and validate config text; `path` is only used in errors.
-pub fn parse_config<T: DeserializeOwned + Validate>(path: &Path, text: &str) -> Result<T, ConfigError> {
+pub fn parse_config<T: DeserializeOwned + Validate>(
+    path: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
     let value: T = toml::from_str(text).map_err(|e| ConfigError::Parse {
         path: path.to_owned(),
         message: describe_toml_error(text, &e),
     })?;
-    value.validate().map_err(|Invalid { key, reason }| ConfigError::Invalid {
-        path: path.to_owned(),
-        key,
-        reason,
-    })?;
+    value
+        .validate()
+        .map_err(|Invalid { key, reason }| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            reason,
+        })?;
     Ok(value)
 }
 
@@ -87,7 +104,9 @@ pub mod de {
             Some(i) => s.split_at(i),
             None => (s, "s"),
         };
-        let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 500ms, 5s, 2m"))?;
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration like 500ms, 5s, 2m"))?;
         let secs = match unit {
             "ms" => n / 1000.0,
             "s" => n,
@@ -108,7 +127,9 @@ pub mod de {
             Some(i) => s.split_at(i),
             None => (s, ""),
         };
-        let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a size like 64MiB"))?;
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a size like 64MiB"))?;
         let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1.0,
             "k" | "kb" => 1e3,
@@ -117,7 +138,11 @@ pub mod de {
             "mib" => 1024.0 * 1024.0,
             "g" | "gb" => 1e9,
             "gib" => 1024.0 * 1024.0 * 1024.0,
-            u => return Err(format!("`{s}`: unknown unit `{u}` (use B, KiB, MiB, GiB, kB, MB, GB)")),
+            u => {
+                return Err(format!(
+                    "`{s}`: unknown unit `{u}` (use B, KiB, MiB, GiB, kB, MB, GB)"
+                ))
+            }
         };
         Ok((n * mult) as u64)
     }
@@ -167,9 +192,12 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let err = parse_config::<Demo>(Path::new("x.toml"), "listen = \"127.0.0.1:1\"\nlisten_typo = 3\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse_config::<Demo>(
+            Path::new("x.toml"),
+            "listen = \"127.0.0.1:1\"\nlisten_typo = 3\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("x.toml"), "{err}");
         assert!(err.contains("line 2"), "{err}");
         assert!(err.contains("listen_typo"), "{err}");
@@ -177,12 +205,20 @@ mod tests {
 
     #[test]
     fn bad_value_names_the_key() {
-        let err = parse_config::<Demo>(Path::new("x.toml"), "listen = \"nope\"\n").unwrap_err().to_string();
-        assert!(err.contains("line 1") && err.contains("listen"), "{err}");
-        let err = parse_config::<Demo>(Path::new("x.toml"), "listen = \"127.0.0.1:1\"\nsize = \"1MiB\"\n")
+        let err = parse_config::<Demo>(Path::new("x.toml"), "listen = \"nope\"\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("key `size`") && err.contains("at most 10"), "{err}");
+        assert!(err.contains("line 1") && err.contains("listen"), "{err}");
+        let err = parse_config::<Demo>(
+            Path::new("x.toml"),
+            "listen = \"127.0.0.1:1\"\nsize = \"1MiB\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("key `size`") && err.contains("at most 10"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -19,7 +19,10 @@ use rustls::sign::CertifiedKey;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: no PEM certificate found")]
     NoCert { path: PathBuf },
     #[error("{path}: no PEM private key found")]
@@ -27,7 +30,10 @@ pub enum TlsError {
     #[error("{path}: unsupported private key: {reason}")]
     BadKey { path: PathBuf, reason: String },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("certificate generation failed (internal): {0}")]
     Generate(String),
     #[error("TLS configuration (internal): {0}")]
@@ -35,7 +41,10 @@ pub enum TlsError {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
+    fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Load a PEM certificate chain.
@@ -43,9 +52,14 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     let pem = read(path)?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut BufReader::new(&pem[..]))
         .collect::<Result<_, _>>()
-        .map_err(|source| TlsError::Read { path: path.to_owned(), source })?;
+        .map_err(|source| TlsError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(TlsError::NoCert { path: path.to_owned() });
+        return Err(TlsError::NoCert {
+            path: path.to_owned(),
+        });
     }
     Ok(certs)
 }
@@ -54,16 +68,23 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = read(path)?;
     rustls_pemfile::private_key(&mut BufReader::new(&pem[..]))
-        .map_err(|source| TlsError::Read { path: path.to_owned(), source })?
-        .ok_or_else(|| TlsError::NoKey { path: path.to_owned() })
+        .map_err(|source| TlsError::Read {
+            path: path.to_owned(),
+            source,
+        })?
+        .ok_or_else(|| TlsError::NoKey {
+            path: path.to_owned(),
+        })
 }
 
 /// Load a certificate chain and its key as a rustls `CertifiedKey`.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
     let chain = load_certs(cert)?;
     let key_der = load_key(key)?;
-    let signing = any_supported_type(&key_der)
-        .map_err(|e| TlsError::BadKey { path: key.to_owned(), reason: e.to_string() })?;
+    let signing = any_supported_type(&key_der).map_err(|e| TlsError::BadKey {
+        path: key.to_owned(),
+        reason: e.to_string(),
+    })?;
     Ok(Arc::new(CertifiedKey::new(chain, signing)))
 }
 
@@ -77,7 +98,10 @@ pub struct CertResolver {
 
 impl CertResolver {
     pub fn new(default: Arc<CertifiedKey>) -> Self {
-        Self { default, by_name: HashMap::new() }
+        Self {
+            default,
+            by_name: HashMap::new(),
+        }
     }
     pub fn add(&mut self, name: &str, key: Arc<CertifiedKey>) {
         self.by_name.insert(name.to_ascii_lowercase(), key);
@@ -86,18 +110,22 @@ impl CertResolver {
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let by_sni = hello.server_name().and_then(|n| self.by_name.get(&n.to_ascii_lowercase()));
+        let by_sni = hello
+            .server_name()
+            .and_then(|n| self.by_name.get(&n.to_ascii_lowercase()));
         Some(by_sni.unwrap_or(&self.default).clone())
     }
 }
 
 /// A rustls server config with the given ALPN protocols.
 pub fn server_config(resolver: Arc<CertResolver>, alpn: &[&[u8]]) -> rustls::ServerConfig {
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default protocol versions")
+    .with_no_client_auth()
+    .with_cert_resolver(resolver);
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     cfg
 }
@@ -108,14 +136,18 @@ pub fn client_config(ca: Option<&Path>, alpn: &[&[u8]]) -> Result<rustls::Client
     let mut roots = rustls::RootCertStore::empty();
     if let Some(ca) = ca {
         for cert in load_certs(ca)? {
-            roots.add(cert).map_err(|e| TlsError::Config(e.to_string()))?;
+            roots
+                .add(cert)
+                .map_err(|e| TlsError::Config(e.to_string()))?;
         }
     }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(cfg)
 }
@@ -148,26 +180,42 @@ pub const LOOPBACK_NAMES: &[&str] = &["localhost", "127.0.0.1", "::1"];
 /// files are kept (so certificates survive restarts). A new CA is only made
 /// when there is none; a new leaf when the leaf files are missing.
 /// Returns true when something was generated.
-pub fn ensure_local_certs(paths: &LocalCertPaths, extra_names: &[String]) -> Result<bool, TlsError> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+pub fn ensure_local_certs(
+    paths: &LocalCertPaths,
+    extra_names: &[String],
+) -> Result<bool, TlsError> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
     if paths.cert.exists() && paths.key.exists() {
         return Ok(false);
     }
     let gen = |e: rcgen::Error| TlsError::Generate(e.to_string());
     let write = |path: &Path, data: &str| -> Result<(), TlsError> {
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(|source| TlsError::Write { path: path.to_owned(), source })?;
+            fs::create_dir_all(parent).map_err(|source| TlsError::Write {
+                path: path.to_owned(),
+                source,
+            })?;
         }
-        fs::write(path, data).map_err(|source| TlsError::Write { path: path.to_owned(), source })
+        fs::write(path, data).map_err(|source| TlsError::Write {
+            path: path.to_owned(),
+            source,
+        })
     };
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(gen)?;
-    ca_params.distinguished_name.push(DnType::CommonName, "Outpost local CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Outpost local CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_key = if paths.ca_cert.exists() && paths.ca_key.exists() {
         // Re-issue a leaf from the existing CA: the CA key and subject are all
         // an issuer needs, and the subject is ours.
-        let pem = fs::read_to_string(&paths.ca_key).map_err(|source| TlsError::Read { path: paths.ca_key.clone(), source })?;
+        let pem = fs::read_to_string(&paths.ca_key).map_err(|source| TlsError::Read {
+            path: paths.ca_key.clone(),
+            source,
+        })?;
         KeyPair::from_pem(&pem).map_err(gen)?
     } else {
         let key = KeyPair::generate().map_err(gen)?;
@@ -184,12 +232,17 @@ pub fn ensure_local_certs(paths: &LocalCertPaths, extra_names: &[String]) -> Res
         }
     }
     let mut leaf_params = CertificateParams::new(names).map_err(gen)?;
-    leaf_params.distinguished_name.push(DnType::CommonName, "Outpost local service");
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "Outpost local service");
     leaf_params.is_ca = IsCa::ExplicitNoCa;
     let leaf_key = KeyPair::generate().map_err(gen)?;
     let leaf = leaf_params.signed_by(&leaf_key, &issuer).map_err(gen)?;
     // The chain served is leaf + CA so clients given only the CA verify it.
-    let ca_pem = fs::read_to_string(&paths.ca_cert).map_err(|source| TlsError::Read { path: paths.ca_cert.clone(), source })?;
+    let ca_pem = fs::read_to_string(&paths.ca_cert).map_err(|source| TlsError::Read {
+        path: paths.ca_cert.clone(),
+        source,
+    })?;
     write(&paths.cert, &format!("{}{}", leaf.pem(), ca_pem))?;
     write(&paths.key, &leaf_key.serialize_pem())?;
     Ok(true)
@@ -205,7 +258,10 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         let paths = LocalCertPaths::in_dir(&dir, "edge");
         assert!(ensure_local_certs(&paths, &["127.0.1.1".into()]).unwrap());
-        assert!(!ensure_local_certs(&paths, &[]).unwrap(), "existing files are kept");
+        assert!(
+            !ensure_local_certs(&paths, &[]).unwrap(),
+            "existing files are kept"
+        );
         let key = load_certified_key(&paths.cert, &paths.key).unwrap();
         assert_eq!(key.cert.len(), 2, "leaf + CA");
         // A client trusting only the CA accepts the server config.
@@ -219,7 +275,9 @@ mod tests {
 
     #[test]
     fn missing_files_are_clear_errors() {
-        let err = load_certs(Path::new("/nonexistent/x.crt")).unwrap_err().to_string();
+        let err = load_certs(Path::new("/nonexistent/x.crt"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent/x.crt"), "{err}");
     }
 }

@@ -142,6 +142,7 @@ fn body(body: EdgeBody, access: crate::edge::AccessRecord) -> Body {
         match body.next().await {
             Ok(Some(chunk)) => {
                 access.bytes += chunk.len() as u64;
+                access.complete = body.is_done();
                 Some((Ok(Frame::data(chunk)), Some((body, access))))
             }
             Ok(None) => {

@@ -1,0 +1,211 @@
+//! Test harness: start the real `outpost` binary with generated configs on
+//! per-test loopback addresses, wait for readiness, read metrics.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use outpost_bench::client::{HttpsClient, Tcp};
+
+/// A running `outpost` process, killed when dropped.
+pub struct Service {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+    pub admin: String,
+}
+
+impl Service {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send SIGTERM (graceful shutdown).
+    pub fn terminate(&self) {
+        unsafe_kill(self.child.id(), "TERM");
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+fn unsafe_kill(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh scratch directory for one test.
+pub fn test_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("outpost-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Start `outpost <role> --config <file>` with `config` written to `dir`.
+pub fn spawn(dir: &Path, role: &str, name: &str, config: &str, admin: &str) -> Result<Service> {
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(&cfg, config)?;
+    let log = dir.join(format!("{name}.log"));
+    let out = std::fs::File::create(&log)?;
+    let child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .arg(role)
+        .arg("--config")
+        .arg(&cfg)
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .stdin(Stdio::null())
+        .spawn()
+        .context("spawn outpost")?;
+    Ok(Service { name: name.into(), child, log, admin: admin.into() })
+}
+
+/// Poll `/readyz` until it answers 200.
+pub async fn wait_ready(svc: &mut Service) -> Result<()> {
+    let client = HttpsClient::new(None, Tcp::H1)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(status)) = svc.child.try_wait() {
+            bail!("{} exited with {status} before ready:\n{}", svc.name, svc.log_text());
+        }
+        if let Ok(r) = client.get(&format!("http://{}/readyz", svc.admin)).await {
+            if r.status == 200 {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("{} not ready after 30s:\n{}", svc.name, svc.log_text());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn metrics(admin: &str) -> Result<String> {
+    let client = HttpsClient::new(None, Tcp::H1)?;
+    let r = client.get(&format!("http://{admin}/metrics")).await?;
+    Ok(String::from_utf8_lossy(&r.body).into_owned())
+}
+
+/// Sum of a metric's samples whose labels contain every `filter` (e.g.
+/// `cache="hit"`).
+pub fn metric_sum(text: &str, name: &str, filters: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' ')))
+        .filter(|l| filters.iter().all(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Ports every test uses; tests differ by loopback address.
+pub const ORIGIN_PORT: u16 = 8080;
+pub const ORIGIN_ADMIN: u16 = 9080;
+pub const EDGE_PORT: u16 = 8443;
+pub const EDGE_ADMIN: u16 = 9443;
+
+/// An origin with a synthetic catalog (1 title, one 8 Mbit/s rendition:
+/// 4 MB segments) and a library directory at `dir/library`.
+pub async fn start_origin(dir: &Path, ip: &str, extra: &str) -> Result<Service> {
+    std::fs::create_dir_all(dir.join("library"))?;
+    let cfg = format!(
+        r#"
+listen = "{ip}:{ORIGIN_PORT}"
+admin = "{ip}:{ORIGIN_ADMIN}"
+[library]
+root = "library"
+[synthetic]
+enabled = true
+prefix = "/synth"
+titles = 4
+renditions = [8000000, 800000]
+segment_seconds = 4
+segments = 20
+{extra}
+"#
+    );
+    let mut svc = spawn(dir, "origin", "origin", &cfg, &format!("{ip}:{ORIGIN_ADMIN}"))?;
+    wait_ready(&mut svc).await?;
+    Ok(svc)
+}
+
+/// An edge on `ip` in front of the origin on `origin_ip`; certificates are
+/// generated into `dir/certs`.
+pub async fn start_edge(dir: &Path, ip: &str, origin_ip: &str, extra: &str) -> Result<Service> {
+    let cfg = format!(
+        r#"
+id = "edge-test"
+listen = "{ip}:{EDGE_PORT}"
+admin = "{ip}:{EDGE_ADMIN}"
+shutdown_grace = "5s"
+[tls]
+cert = "certs/edge.crt"
+key = "certs/edge.key"
+generate = true
+[upstream]
+urls = ["http://{origin_ip}:{ORIGIN_PORT}"]
+first_byte_timeout = "5s"
+idle_timeout = "5s"
+{extra}
+"#
+    );
+    let mut svc = spawn(dir, "edge", "edge", &cfg, &format!("{ip}:{EDGE_ADMIN}"))?;
+    wait_ready(&mut svc).await?;
+    Ok(svc)
+}
+
+pub fn ca(dir: &Path) -> PathBuf {
+    dir.join("certs/ca.crt")
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// Send raw request bytes over TCP (optionally TLS, trusting `ca`) and
+/// return the status code and the rest of the response.
+pub async fn raw_request(addr: &str, tls_ca: Option<&Path>, request: &[u8]) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let mut buf = Vec::new();
+    match tls_ca {
+        Some(ca) => {
+            let cfg = outpost_svc::tls::client_config(Some(ca), &[b"http/1.1"])?;
+            let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+            let ip: std::net::IpAddr = addr.rsplit_once(':').unwrap().0.parse()?;
+            let mut s = connector.connect(rustls::pki_types::ServerName::IpAddress(ip.into()), tcp).await?;
+            s.write_all(request).await?;
+            let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        }
+        None => {
+            let mut s = tcp;
+            s.write_all(request).await?;
+            let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status line in {text:?}"))?;
+    Ok((status, text))
+}
