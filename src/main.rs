@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+
+mod demo;
 use outpost_svc::{load_config, Shutdown};
 
 #[derive(Parser)]
@@ -37,8 +39,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Run the whole system locally (not yet available).
+    /// Run the system locally on embedded defaults (origin + edge today).
     Demo {
+        /// Where generated certificates and state are kept (reused on restart).
         #[arg(long, default_value = "outpost-state")]
         state_dir: PathBuf,
     },
@@ -61,9 +64,20 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     outpost_svc::logging::init();
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the whole cause chain on one line: file, key, reason.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let shutdown = Shutdown::new();
@@ -91,7 +105,7 @@ fn main() -> Result<()> {
             }
             Command::CacheControl { .. } => not_yet("cache-control", 3),
             Command::Steering { .. } => not_yet("steering", 4),
-            Command::Demo { .. } => not_yet("demo", 5),
+            Command::Demo { state_dir } => demo::run(&state_dir).await,
             Command::Bench { .. } => not_yet("bench", 6),
         }
     })
