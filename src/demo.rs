@@ -17,14 +17,21 @@ const EDGE_TOML: &str = include_str!("../configs/edge.toml");
 pub async fn run(state_dir: &Path) -> Result<()> {
     std::fs::create_dir_all(state_dir).with_context(|| format!("state dir {}", state_dir.display()))?;
     let lock = state_dir.join("demo.pid");
-    if let Some(pid) = std::fs::read_to_string(&lock).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
+    if let Some(pid) = std::fs::read_to_string(&lock)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+    {
         if Path::new(&format!("/proc/{pid}")).exists() && pid != std::process::id() {
-            anyhow::bail!("an outpost demo is already running (pid {pid}, state dir {})", state_dir.display());
+            anyhow::bail!(
+                "an outpost demo is already running (pid {pid}, state dir {})",
+                state_dir.display()
+            );
         }
     }
     std::fs::write(&lock, std::process::id().to_string())?;
 
-    let origin_cfg: outpost_origin::OriginConfig = parse_config(Path::new("configs/origin.toml (embedded)"), ORIGIN_TOML)?;
+    let origin_cfg: outpost_origin::OriginConfig =
+        parse_config(Path::new("configs/origin.toml (embedded)"), ORIGIN_TOML)?;
     let mut edge_cfg: outpost_edge::EdgeConfig = parse_config(Path::new("configs/edge.toml (embedded)"), EDGE_TOML)?;
     let certs = state_dir.join("certs");
     edge_cfg.tls.cert = certs.join("edge.crt");
@@ -33,7 +40,9 @@ pub async fn run(state_dir: &Path) -> Result<()> {
 
     let shutdown = Shutdown::new();
     shutdown.on_signals();
-    let origin = outpost_origin::start(origin_cfg, shutdown.clone()).await.context("origin")?;
+    let origin = outpost_origin::start(origin_cfg, shutdown.clone())
+        .await
+        .context("origin")?;
     let edge = outpost_edge::start(edge_cfg, shutdown.clone()).await.context("edge")?;
     let ca = certs.join("ca.crt");
     let seg = "/synth/t0000/r1/seg00000.m4s";

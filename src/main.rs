@@ -11,7 +11,11 @@ mod demo;
 use outpost_svc::{load_config, Shutdown};
 
 #[derive(Parser)]
-#[command(name = "outpost", version, about = "Outpost: an open edge CDN and playback steering system for video")]
+#[command(
+    name = "outpost",
+    version,
+    about = "Outpost: an open edge CDN and playback steering system for video"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

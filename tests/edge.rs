@@ -47,16 +47,26 @@ async fn same_bytes_over_h1_h2_h3_and_repeats_are_hits() -> Result<()> {
         for r in [&first, &second] {
             assert_eq!(r.status, 200, "{proto}");
             assert_eq!(r.version, version, "{proto}");
-            assert!(r.body == direct.body, "{proto}: the edge's bytes differ from the origin's");
+            assert!(
+                r.body == direct.body,
+                "{proto}: the edge's bytes differ from the origin's"
+            );
             assert_eq!(r.header("content-type"), direct.header("content-type"), "{proto}");
             assert_eq!(r.header("etag"), direct.header("etag"), "{proto}");
         }
         let cs1 = first.header("cache-status").unwrap_or_default();
-        assert!(cs1.starts_with("outpost; fwd=miss") && cs1.contains("stored"), "{proto}: {cs1}");
+        assert!(
+            cs1.starts_with("outpost; fwd=miss") && cs1.contains("stored"),
+            "{proto}: {cs1}"
+        );
         let cs2 = second.header("cache-status").unwrap_or_default();
         assert!(cs2.starts_with("outpost; hit"), "{proto}: {cs2}");
         if *proto != "h3" {
-            assert_eq!(first.header("alt-svc"), Some(&*format!("h3=\":{EDGE_PORT}\"; ma=86400")), "{proto}");
+            assert_eq!(
+                first.header("alt-svc"),
+                Some(&*format!("h3=\":{EDGE_PORT}\"; ma=86400")),
+                "{proto}"
+            );
         }
     }
     // Three fills and three direct fetches reached the origin; the hits did not.
@@ -65,15 +75,30 @@ async fn same_bytes_over_h1_h2_h3_and_repeats_are_hits() -> Result<()> {
     let m = metrics(&edge.admin).await?;
     for proto in ["h1", "h2", "h3"] {
         let p = format!("protocol=\"{proto}\"");
-        assert_eq!(metric_sum(&m, "outpost_edge_requests_total", &[&p, "cache=\"hit\""]), 1.0, "{proto}\n{m}");
-        assert_eq!(metric_sum(&m, "outpost_edge_requests_total", &[&p, "cache=\"miss\""]), 1.0, "{proto}");
+        assert_eq!(
+            metric_sum(&m, "outpost_edge_requests_total", &[&p, "cache=\"hit\""]),
+            1.0,
+            "{proto}\n{m}"
+        );
+        assert_eq!(
+            metric_sum(&m, "outpost_edge_requests_total", &[&p, "cache=\"miss\""]),
+            1.0,
+            "{proto}"
+        );
     }
     assert_eq!(metric_sum(&m, "outpost_edge_memory_objects", &[]), 3.0);
     assert!(metric_sum(&m, "outpost_edge_memory_bytes", &[]) > 900_000.0);
-    assert_eq!(metric_sum(&m, "outpost_edge_upstream_fetches_total", &["outcome=\"ok\""]), 3.0);
+    assert_eq!(
+        metric_sum(&m, "outpost_edge_upstream_fetches_total", &["outcome=\"ok\""]),
+        3.0
+    );
     // One access-log line per request, with protocol and cache status.
     let log = edge.log_text();
-    assert!(log.lines().any(|l| l.contains("access") && l.contains("proto=\"h3\"") && l.contains("cache=\"hit\"")), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("access") && l.contains("proto=\"h3\"") && l.contains("cache=\"hit\"")),
+        "{log}"
+    );
     Ok(())
 }
 
@@ -102,10 +127,15 @@ async fn two_hundred_concurrent_cold_requests_make_one_origin_fetch() -> Result<
         bodies.push(sha256_hex(&r.body));
     }
     assert_eq!(origin_requests(&origin).await - before, 1.0, "exactly one origin fetch");
-    let direct = HttpsClient::new(None, Tcp::H1)?.get(&format!("http://{o}:{ORIGIN_PORT}{path}")).await?;
+    let direct = HttpsClient::new(None, Tcp::H1)?
+        .get(&format!("http://{o}:{ORIGIN_PORT}{path}"))
+        .await?;
     assert_eq!(direct.body.len(), 4_000_000);
     let want = sha256_hex(&direct.body);
-    assert!(bodies.iter().all(|b| *b == want), "all 200 responses carry the origin's bytes");
+    assert!(
+        bodies.iter().all(|b| *b == want),
+        "all 200 responses carry the origin's bytes"
+    );
     Ok(())
 }
 
@@ -134,7 +164,14 @@ async fn followers_stream_before_the_fill_finishes() -> Result<()> {
         follower_first < leader_done,
         "the follower's first byte ({follower_first:?}) came before the leader's fill finished ({leader_done:?})"
     );
-    assert!(follower.header("cache-status").unwrap_or_default().contains("collapsed"), "{:?}", follower.headers);
+    assert!(
+        follower
+            .header("cache-status")
+            .unwrap_or_default()
+            .contains("collapsed"),
+        "{:?}",
+        follower.headers
+    );
     assert!(leader.body == follower.body);
     assert_eq!(leader.body.len(), 4_000_000);
     Ok(())
@@ -176,7 +213,9 @@ async fn path_traversal_is_refused_by_edge_and_origin() -> Result<()> {
         assert!(status == 400 || status == 404, "origin {a}: {status}");
         assert!(!text.contains("root:"), "origin leaked /etc/passwd for {a}");
     }
-    let ok = HttpsClient::new(Some(&ca(&dir)), Tcp::H1)?.get(&format!("https://{e}:{EDGE_PORT}/title/ok.m3u8")).await?;
+    let ok = HttpsClient::new(Some(&ca(&dir)), Tcp::H1)?
+        .get(&format!("https://{e}:{EDGE_PORT}/title/ok.m3u8"))
+        .await?;
     assert_eq!(ok.status, 200, "a legitimate file still works");
     Ok(())
 }
@@ -202,7 +241,9 @@ async fn ranges_conditionals_head_and_bad_input() -> Result<()> {
     let r = c.request(Method::GET, &url, &[("range", "bytes=-10")]).await?;
     assert_eq!(r.status, 206);
     assert!(r.body == full.body.slice(len - 10..));
-    let r = c.request(Method::GET, &url, &[("range", &format!("bytes={len}-"))]).await?;
+    let r = c
+        .request(Method::GET, &url, &[("range", &format!("bytes={len}-"))])
+        .await?;
     assert_eq!(r.status, 416);
     assert_eq!(r.header("content-range"), Some(&*format!("bytes */{len}")));
     let r = c.request(Method::GET, &url, &[("range", "bytes=abc")]).await?;
@@ -210,9 +251,13 @@ async fn ranges_conditionals_head_and_bad_input() -> Result<()> {
     assert_eq!(r.body.len(), len);
     let r = c.request(Method::GET, &url, &[("range", "bytes=0-1,5-6")]).await?;
     assert_eq!(r.status, 200, "multiple ranges are answered whole");
-    let r = c.request(Method::GET, &url, &[("range", "bytes=0-9"), ("if-range", &etag)]).await?;
+    let r = c
+        .request(Method::GET, &url, &[("range", "bytes=0-9"), ("if-range", &etag)])
+        .await?;
     assert_eq!(r.status, 206);
-    let r = c.request(Method::GET, &url, &[("range", "bytes=0-9"), ("if-range", "\"other\"")]).await?;
+    let r = c
+        .request(Method::GET, &url, &[("range", "bytes=0-9"), ("if-range", "\"other\"")])
+        .await?;
     assert_eq!(r.status, 200, "If-Range mismatch sends the whole object");
     let r = c.request(Method::GET, &url, &[("if-none-match", &etag)]).await?;
     assert_eq!(r.status, 304);
@@ -227,12 +272,19 @@ async fn ranges_conditionals_head_and_bad_input() -> Result<()> {
         assert_eq!(r.header("allow"), Some("GET, HEAD"));
     }
     let edge_addr = format!("{e}:{EDGE_PORT}");
-    let big = format!("GET {path} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(40_000));
+    let big = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(40_000)
+    );
     let (status, _) = raw_request(&edge_addr, Some(&ca(&dir)), big.as_bytes()).await?;
     assert_eq!(status, 431);
     let (status, _) = raw_request(&edge_addr, Some(&ca(&dir)), b"GARBAGE\r\n\r\n").await?;
     assert_eq!(status, 400);
-    assert_eq!(origin_requests(&origin).await - before, 0.0, "ranges, conditionals and bad input never reached the origin");
+    assert_eq!(
+        origin_requests(&origin).await - before,
+        0.0,
+        "ranges, conditionals and bad input never reached the origin"
+    );
     Ok(())
 }
 
@@ -242,8 +294,16 @@ async fn uncacheable_is_remembered_and_stale_is_revalidated() -> Result<()> {
     let (o, e) = ("127.71.6.1", "127.71.6.2");
     std::fs::create_dir_all(dir.join("library/t"))?;
     std::fs::write(dir.join("library/t/private.json"), "{\"user\": 1}")?;
-    std::fs::write(dir.join("library/t/live.m3u8"), "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\na.m4s\n")?;
-    let origin = start_origin(&dir, o, "[cache_control]\nother = \"private, max-age=60\"\nlive_playlist = \"public, max-age=1\"\n").await?;
+    std::fs::write(
+        dir.join("library/t/live.m3u8"),
+        "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\na.m4s\n",
+    )?;
+    let origin = start_origin(
+        &dir,
+        o,
+        "[cache_control]\nother = \"private, max-age=60\"\nlive_playlist = \"public, max-age=1\"\n",
+    )
+    .await?;
     let _edge = start_edge(&dir, e, o, "").await?;
     let c = HttpsClient::new(Some(&ca(&dir)), Tcp::H1)?;
     let url = format!("https://{e}:{EDGE_PORT}/t/private.json");
@@ -253,8 +313,15 @@ async fn uncacheable_is_remembered_and_stale_is_revalidated() -> Result<()> {
     let cs1 = r1.header("cache-status").unwrap_or_default();
     assert!(cs1.contains("fwd=miss") && !cs1.contains("stored"), "{cs1}");
     let cs2 = r2.header("cache-status").unwrap_or_default();
-    assert!(cs2.contains("fwd=uri-miss") && cs2.contains("uncacheable"), "second request bypasses the queue: {cs2}");
-    assert_eq!(origin_requests(&origin).await, 2.0, "private responses are fetched per request");
+    assert!(
+        cs2.contains("fwd=uri-miss") && cs2.contains("uncacheable"),
+        "second request bypasses the queue: {cs2}"
+    );
+    assert_eq!(
+        origin_requests(&origin).await,
+        2.0,
+        "private responses are fetched per request"
+    );
 
     let url = format!("https://{e}:{EDGE_PORT}/t/live.m3u8");
     let first = c.get(&url).await?;
@@ -264,10 +331,16 @@ async fn uncacheable_is_remembered_and_stale_is_revalidated() -> Result<()> {
     tokio::time::sleep(Duration::from_millis(1300)).await;
     let reval = c.get(&url).await?;
     let cs = reval.header("cache-status").unwrap_or_default();
-    assert!(cs.contains("fwd=stale") && cs.contains("fwd-status=304"), "a stale copy is revalidated with a conditional GET: {cs}");
+    assert!(
+        cs.contains("fwd=stale") && cs.contains("fwd-status=304"),
+        "a stale copy is revalidated with a conditional GET: {cs}"
+    );
     assert!(reval.body == first.body);
     let again = c.get(&url).await?;
-    assert!(again.header("cache-status").unwrap_or_default().contains("hit"), "fresh again after the 304");
+    assert!(
+        again.header("cache-status").unwrap_or_default().contains("hit"),
+        "fresh again after the 304"
+    );
     Ok(())
 }
 
@@ -282,7 +355,9 @@ async fn dead_upstream_is_a_clean_502_not_a_hang() -> Result<()> {
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let (c, url) = (c.clone(), url.clone());
-        tasks.push(tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(15), c.get(&url)).await }));
+        tasks.push(tokio::spawn(async move {
+            tokio::time::timeout(Duration::from_secs(15), c.get(&url)).await
+        }));
     }
     for t in tasks {
         let r = t.await?.expect("no hang")?;
@@ -290,7 +365,10 @@ async fn dead_upstream_is_a_clean_502_not_a_hang() -> Result<()> {
     }
     let m = metrics(&edge.admin).await?;
     assert!(metric_sum(&m, "outpost_edge_upstream_fetches_total", &["outcome=\"connect\""]) >= 1.0);
-    assert!(metric_sum(&m, "outpost_edge_upstream_retries_total", &[]) >= 2.0, "retried with backoff");
+    assert!(
+        metric_sum(&m, "outpost_edge_upstream_retries_total", &[]) >= 2.0,
+        "retried with backoff"
+    );
     Ok(())
 }
 
@@ -308,7 +386,9 @@ async fn sigterm_finishes_in_flight_responses() -> Result<()> {
     let r = inflight.await??;
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), 4_000_000, "the in-flight response completed");
-    let status = edge.wait_exit(Duration::from_secs(8)).expect("edge exits after draining");
+    let status = edge
+        .wait_exit(Duration::from_secs(8))
+        .expect("edge exits after draining");
     assert!(status.success(), "{status}");
     Ok(())
 }

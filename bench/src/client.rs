@@ -54,7 +54,9 @@ impl HttpsClient {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
-        let b = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
+        let b = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
         let conn = match proto {
             Tcp::H1 => b.enable_http1().build(),
             Tcp::H2 => b.enable_http2().build(),
@@ -76,7 +78,11 @@ impl HttpsClient {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = self.client.request(req.body(Empty::new())?).await.with_context(|| format!("GET {url}"))?;
+        let resp = self
+            .client
+            .request(req.body(Empty::new())?)
+            .await
+            .with_context(|| format!("GET {url}"))?;
         let ttfb = started.elapsed();
         let (parts, mut body) = resp.into_parts();
         let mut buf = BytesMut::new();
@@ -120,7 +126,11 @@ impl H3Client {
         transport.stream_receive_window(quinn::VarInt::from_u32(16 << 20));
         transport.receive_window(quinn::VarInt::from_u32(64 << 20));
         cfg.transport_config(Arc::new(transport));
-        let bind: SocketAddr = if addr.is_ipv6() { "[::1]:0".parse()? } else { "127.0.0.1:0".parse()? };
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::1]:0".parse()?
+        } else {
+            "127.0.0.1:0".parse()?
+        };
         let mut endpoint = quinn::Endpoint::client(bind)?;
         endpoint.set_default_client_config(cfg);
         let conn = endpoint.connect(addr, server_name)?.await.context("QUIC handshake")?;
@@ -128,7 +138,11 @@ impl H3Client {
         tokio::spawn(async move {
             let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
         });
-        Ok(Self { send, authority: format!("{server_name}:{}", addr.port()), _endpoint: endpoint })
+        Ok(Self {
+            send,
+            authority: format!("{server_name}:{}", addr.port()),
+            _endpoint: endpoint,
+        })
     }
 
     pub async fn get(&mut self, path: &str) -> Result<Fetched> {

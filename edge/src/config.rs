@@ -295,16 +295,10 @@ impl Validate for EdgeConfig {
             }
         }
         if self.cache.memory.capacity < 1 << 20 {
-            return Err(Invalid::new(
-                "cache.memory.capacity",
-                "must be at least 1MiB",
-            ));
+            return Err(Invalid::new("cache.memory.capacity", "must be at least 1MiB"));
         }
         if !(0.0..=1.0).contains(&self.cache.heuristic_fraction) {
-            return Err(Invalid::new(
-                "cache.heuristic_fraction",
-                "must be between 0 and 1",
-            ));
+            return Err(Invalid::new("cache.heuristic_fraction", "must be between 0 and 1"));
         }
         if self
             .cache
@@ -323,25 +317,17 @@ impl Validate for EdgeConfig {
                 "must be at least 1MiB for multi-MB segments",
             ));
         }
-        if self.http3.stream_receive_window < 1024
-            || self.http3.receive_window < self.http3.stream_receive_window
-        {
+        if self.http3.stream_receive_window < 1024 || self.http3.receive_window < self.http3.stream_receive_window {
             return Err(Invalid::new(
                 "http3.receive_window",
                 "must be at least http3.stream_receive_window (>= 1KiB)",
             ));
         }
         if self.http3.max_concurrent_streams == 0 {
-            return Err(Invalid::new(
-                "http3.max_concurrent_streams",
-                "must be positive",
-            ));
+            return Err(Invalid::new("http3.max_concurrent_streams", "must be positive"));
         }
         if self.limits.max_header_bytes < 8192 {
-            return Err(Invalid::new(
-                "limits.max_header_bytes",
-                "must be at least 8KiB",
-            ));
+            return Err(Invalid::new("limits.max_header_bytes", "must be at least 8KiB"));
         }
         Ok(())
     }
@@ -377,21 +363,15 @@ urls = ["http://127.0.0.1:8080"]
 
     #[test]
     fn bad_values_name_the_key() {
-        let e = parse("[cache.memory]\npolicy = \"random\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("[cache.memory]\npolicy = \"random\"\n").unwrap_err().to_string();
         assert!(e.contains("edge.toml") && e.contains("policy"), "{e}");
-        let e = parse("[cache.memory]\ncapacity = \"10KiB\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("[cache.memory]\ncapacity = \"10KiB\"\n").unwrap_err().to_string();
         assert!(e.contains("cache.memory.capacity"), "{e}");
         let e = parse("[cache]\nkey_query_params = [\"CAT\"]\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("key_query_params"), "{e}");
-        let e = parse("[limits]\nmax_header_bites = 3\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("[limits]\nmax_header_bites = 3\n").unwrap_err().to_string();
         assert!(e.contains("max_header_bites"), "{e}");
         let e = outpost_svc::config::parse_config::<EdgeConfig>(
             Path::new("edge.toml"),

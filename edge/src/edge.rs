@@ -13,8 +13,7 @@ use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use crate::cache::lock::{follower_may_use, plan};
 use crate::cache::range::{self, RangeRequest, Resolved};
 use crate::cache::{
-    conditional, CacheKey, CacheStatus, CachedObject, FetchError, Heuristic, MemoryTier,
-    ObjectHead, Outcome, Plan,
+    conditional, CacheKey, CacheStatus, CachedObject, FetchError, Heuristic, MemoryTier, ObjectHead, Outcome, Plan,
 };
 use crate::config::EdgeConfig;
 use crate::fill::{self, Fill, FillBody};
@@ -61,11 +60,7 @@ impl EdgeBody {
     pub async fn next(&mut self) -> Result<Option<Bytes>, FetchError> {
         match self {
             EdgeBody::Empty => Ok(None),
-            EdgeBody::Full(b) => Ok(if b.is_empty() {
-                None
-            } else {
-                Some(std::mem::take(b))
-            }),
+            EdgeBody::Full(b) => Ok(if b.is_empty() { None } else { Some(std::mem::take(b)) }),
             EdgeBody::Fill(f) => f.next().await,
         }
     }
@@ -107,9 +102,7 @@ pub struct Edge {
 impl Edge {
     pub fn new(cfg: EdgeConfig, upstream: Upstream, metrics: Metrics) -> Arc<Self> {
         let memory = MemoryTier::new(cfg.cache.memory.policy, cfg.cache.memory.capacity);
-        metrics
-            .memory_capacity
-            .set(cfg.cache.memory.capacity as i64);
+        metrics.memory_capacity.set(cfg.cache.memory.capacity as i64);
         let heuristic = Heuristic {
             fraction: cfg.cache.heuristic_fraction,
             max: cfg.cache.heuristic_max,
@@ -153,28 +146,12 @@ impl Edge {
     /// Refresh the memory-tier gauges (called on scrape and periodically).
     pub fn refresh_gauges(&self) {
         self.metrics.memory_bytes.set(self.memory.bytes() as i64);
-        self.metrics
-            .memory_objects
-            .set(self.memory.objects() as i64);
-        self.metrics
-            .memory_evictions
-            .set(self.memory.evictions() as i64);
+        self.metrics.memory_objects.set(self.memory.objects() as i64);
+        self.metrics.memory_evictions.set(self.memory.evictions() as i64);
     }
 
-    fn spawn_fill(
-        self: &Arc<Self>,
-        key: &CacheKey,
-        fill: &Arc<Fill>,
-        stale: Option<Arc<CachedObject>>,
-        store: bool,
-    ) {
-        tokio::spawn(fill::run(
-            self.clone(),
-            key.clone(),
-            fill.clone(),
-            stale,
-            store,
-        ));
+    fn spawn_fill(self: &Arc<Self>, key: &CacheKey, fill: &Arc<Fill>, stale: Option<Arc<CachedObject>>, store: bool) {
+        tokio::spawn(fill::run(self.clone(), key.clone(), fill.clone(), stale, store));
     }
 
     /// Answer one request.
@@ -207,11 +184,7 @@ impl Edge {
             h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", h);
         }
-        let key = match CacheKey::new(
-            req.uri.path(),
-            req.uri.query(),
-            &self.cfg.cache.key_query_params,
-        ) {
+        let key = match CacheKey::new(req.uri.path(), req.uri.query(), &self.cfg.cache.key_query_params) {
             Ok(k) => k,
             Err(e) => {
                 self.metrics.refused.with_label_values(&["bad-path"]).inc();
@@ -258,18 +231,18 @@ impl Edge {
         match (plan, fill) {
             (Plan::Serve, _) => {
                 let obj = stored.expect("serve implies stored");
-                self.from_object(req, &obj, CacheStatus::Hit, now, access)
+                self.serve_object(req, &obj, CacheStatus::Hit, now, access)
             }
             (Plan::ServeStaleAndRevalidate { start_fill }, fill) => {
                 let obj = stored.expect("stale implies stored");
                 if let (true, Some(f)) = (start_fill, fill) {
                     self.spawn_fill(&key, &f, Some(obj.clone()), true);
                 }
-                self.from_object(req, &obj, CacheStatus::StaleHit, now, access)
+                self.serve_object(req, &obj, CacheStatus::StaleHit, now, access)
             }
             (Plan::Join, Some(f)) => {
                 self.metrics.collapsed.inc();
-                self.from_fill(req, &key, f, false, CacheStatus::Collapsed, access)
+                self.serve_fill(req, &key, f, false, CacheStatus::Collapsed, access)
                     .await
             }
             (Plan::Fetch { revalidate }, Some(f)) => {
@@ -279,12 +252,11 @@ impl Edge {
                 } else {
                     CacheStatus::Miss
                 };
-                self.from_fill(req, &key, f, true, status, access).await
+                self.serve_fill(req, &key, f, true, status, access).await
             }
             (Plan::Pass, Some(f)) => {
                 self.spawn_fill(&key, &f, None, false);
-                self.from_fill(req, &key, f, true, CacheStatus::Pass, access)
-                    .await
+                self.serve_fill(req, &key, f, true, CacheStatus::Pass, access).await
             }
             _ => error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -294,7 +266,7 @@ impl Edge {
         }
     }
 
-    fn from_object(
+    fn serve_object(
         &self,
         req: &RequestHead,
         obj: &CachedObject,
@@ -317,7 +289,7 @@ impl Edge {
         )
     }
 
-    async fn from_fill(
+    async fn serve_fill(
         self: &Arc<Self>,
         req: &RequestHead,
         key: &CacheKey,
@@ -337,7 +309,7 @@ impl Edge {
             // A private answer is not ours to share: fetch alone.
             let own = Fill::new();
             self.spawn_fill(key, &own, None, false);
-            return Box::pin(self.from_fill(req, key, own, true, CacheStatus::Pass, access)).await;
+            return Box::pin(self.serve_fill(req, key, own, true, CacheStatus::Pass, access)).await;
         }
         let status = if fill.is_stale_on_error() {
             CacheStatus::StaleOnError
@@ -395,11 +367,7 @@ impl Edge {
             return (head.status, headers, body);
         }
         if conditional::not_modified(&req.headers, head.etag.as_deref(), head.last_modified) {
-            for h in [
-                header::CONTENT_TYPE,
-                header::CONTENT_ENCODING,
-                header::CONTENT_LANGUAGE,
-            ] {
+            for h in [header::CONTENT_TYPE, header::CONTENT_ENCODING, header::CONTENT_LANGUAGE] {
                 headers.remove(h);
             }
             return (StatusCode::NOT_MODIFIED, headers, EdgeBody::Empty);
@@ -410,11 +378,7 @@ impl Edge {
             return (
                 StatusCode::OK,
                 headers,
-                if is_head {
-                    EdgeBody::Empty
-                } else {
-                    slice(0, u64::MAX)
-                },
+                if is_head { EdgeBody::Empty } else { slice(0, u64::MAX) },
             );
         };
         let wanted = match range::parse(req.headers.get(header::RANGE)) {
@@ -449,11 +413,7 @@ impl Edge {
                 (
                     StatusCode::PARTIAL_CONTENT,
                     headers,
-                    if is_head {
-                        EdgeBody::Empty
-                    } else {
-                        slice(start, n)
-                    },
+                    if is_head { EdgeBody::Empty } else { slice(start, n) },
                 )
             }
             None => {
@@ -472,11 +432,7 @@ impl Edge {
     }
 }
 
-fn error(
-    status: StatusCode,
-    msg: &str,
-    mut headers: HeaderMap,
-) -> (StatusCode, HeaderMap, EdgeBody) {
+fn error(status: StatusCode, msg: &str, mut headers: HeaderMap) -> (StatusCode, HeaderMap, EdgeBody) {
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),

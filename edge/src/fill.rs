@@ -148,13 +148,7 @@ fn retryable(status: StatusCode) -> bool {
 /// Run a fill to its end. `stale` is the stored copy being revalidated,
 /// if any; `store` says whether the result may enter the cache (false for
 /// a pass-through fetch).
-pub async fn run(
-    edge: Arc<Edge>,
-    key: CacheKey,
-    fill: Arc<Fill>,
-    stale: Option<Arc<CachedObject>>,
-    store: bool,
-) {
+pub async fn run(edge: Arc<Edge>, key: CacheKey, fill: Arc<Fill>, stale: Option<Arc<CachedObject>>, store: bool) {
     edge.metrics.fills_in_flight.inc();
     let outcome = fetch(&edge, &key, &fill, stale.as_deref(), store).await;
     edge.metrics
@@ -244,17 +238,11 @@ async fn fetch(
     if let (Some(len), true) = (head.content_length, head.is_storable()) {
         if len > edge.max_object_size() {
             head.freshness = Err(freshness::NotStorable::Status);
-            edge.metrics
-                .uncacheable
-                .with_label_values(&["too-large"])
-                .inc();
+            edge.metrics.uncacheable.with_label_values(&["too-large"]).inc();
         }
     }
     if let Err(reason) = head.freshness {
-        edge.metrics
-            .uncacheable
-            .with_label_values(&[reason.as_str()])
-            .inc();
+        edge.metrics.uncacheable.with_label_values(&[reason.as_str()]).inc();
         if store {
             edge.mark_uncacheable(key, now);
         }
@@ -288,10 +276,7 @@ async fn fetch(
             freshness: fr,
         });
         if !edge.memory.insert(key.clone(), obj) {
-            edge.metrics
-                .uncacheable
-                .with_label_values(&["too-large"])
-                .inc();
+            edge.metrics.uncacheable.with_label_values(&["too-large"]).inc();
         }
     }
     Ok(())

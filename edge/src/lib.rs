@@ -38,10 +38,7 @@ pub enum EdgeError {
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Upstream(#[from] upstream::UpstreamSetupError),
     #[error("http3: {0}")]
@@ -69,10 +66,7 @@ impl RunningEdge {
     }
 }
 
-fn cert_resolver(
-    cfg: &config::TlsConfig,
-    listen: SocketAddr,
-) -> Result<Arc<CertResolver>, TlsError> {
+fn cert_resolver(cfg: &config::TlsConfig, listen: SocketAddr) -> Result<Arc<CertResolver>, TlsError> {
     if cfg.generate {
         let dir = cfg.cert.parent().map(PathBuf::from).unwrap_or_default();
         let paths = LocalCertPaths {
@@ -128,8 +122,7 @@ pub async fn start(cfg: EdgeConfig, shutdown: Shutdown) -> Result<RunningEdge, E
     };
     let alt_svc = Arc::new(server::tcp::AltSvc {
         up: AtomicBool::new(quic.is_some()),
-        value: http::HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", addr.port()))
-            .expect("ascii"),
+        value: http::HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", addr.port())).expect("ascii"),
     });
     let edge = edge::Edge::new(cfg, upstream, metrics);
     let mut tasks = Vec::new();

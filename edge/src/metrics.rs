@@ -2,9 +2,8 @@
 //! registry the admin listener serves.
 
 use prometheus::{
-    register_histogram_vec_with_registry, register_int_counter_vec_with_registry,
-    register_int_counter_with_registry, register_int_gauge_with_registry, HistogramVec, IntCounter,
-    IntCounterVec, IntGauge, Registry,
+    register_histogram_vec_with_registry, register_int_counter_vec_with_registry, register_int_counter_with_registry,
+    register_int_gauge_with_registry, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry,
 };
 
 pub struct Metrics {
@@ -95,12 +94,8 @@ impl Metrics {
                 r
             )
             .expect("metric"),
-            memory_bytes: register_int_gauge_with_registry!(
-                "outpost_edge_memory_bytes",
-                "Bytes in the memory tier",
-                r
-            )
-            .expect("metric"),
+            memory_bytes: register_int_gauge_with_registry!("outpost_edge_memory_bytes", "Bytes in the memory tier", r)
+                .expect("metric"),
             memory_objects: register_int_gauge_with_registry!(
                 "outpost_edge_memory_objects",
                 "Objects in the memory tier",

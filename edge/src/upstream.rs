@@ -39,8 +39,8 @@ pub struct UpstreamSetupError(String);
 
 impl Upstream {
     pub fn new(cfg: &UpstreamConfig) -> Result<Self, UpstreamSetupError> {
-        let tls = outpost_svc::tls::client_config(cfg.ca.as_deref(), &[])
-            .map_err(|e| UpstreamSetupError(e.to_string()))?;
+        let tls =
+            outpost_svc::tls::client_config(cfg.ca.as_deref(), &[]).map_err(|e| UpstreamSetupError(e.to_string()))?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -60,9 +60,7 @@ impl Upstream {
             .build(connector);
         let mut bases = Vec::new();
         for u in &cfg.urls {
-            let uri: Uri = u
-                .parse()
-                .map_err(|e| UpstreamSetupError(format!("{u}: {e}")))?;
+            let uri: Uri = u.parse().map_err(|e| UpstreamSetupError(format!("{u}: {e}")))?;
             let parts = uri.into_parts();
             match (parts.scheme, parts.authority) {
                 (Some(s), Some(a)) => bases.push((s, a)),
@@ -74,10 +72,7 @@ impl Upstream {
             bases,
             first_byte_timeout: cfg.first_byte_timeout,
             idle_timeout: cfg.idle_timeout,
-            user_agent: HeaderValue::from_static(concat!(
-                "outpost-edge/",
-                env!("CARGO_PKG_VERSION")
-            )),
+            user_agent: HeaderValue::from_static(concat!("outpost-edge/", env!("CARGO_PKG_VERSION"))),
         })
     }
 
@@ -105,11 +100,7 @@ impl Upstream {
             .uri(uri)
             .header(header::USER_AGENT, self.user_agent.clone());
         if let Some(v) = validators {
-            if let Some(e) = v
-                .etag
-                .as_deref()
-                .and_then(|e| HeaderValue::from_str(e).ok())
-            {
+            if let Some(e) = v.etag.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
                 req = req.header(header::IF_NONE_MATCH, e);
             }
             if let Some(lm) = v.last_modified {
@@ -124,14 +115,8 @@ impl Upstream {
                 "no response head from {authority} within {:?}",
                 self.first_byte_timeout
             ))),
-            Ok(Err(e)) if e.is_connect() => Err(FetchError::Connect(format!(
-                "{authority}: {}",
-                error_chain(&e)
-            ))),
-            Ok(Err(e)) => Err(FetchError::Connect(format!(
-                "{authority}: {}",
-                error_chain(&e)
-            ))),
+            Ok(Err(e)) if e.is_connect() => Err(FetchError::Connect(format!("{authority}: {}", error_chain(&e)))),
+            Ok(Err(e)) => Err(FetchError::Connect(format!("{authority}: {}", error_chain(&e)))),
             Ok(Ok(resp)) => Ok(resp),
         }
     }
@@ -147,12 +132,7 @@ impl Upstream {
                     )))
                 }
                 Ok(None) => return Ok(None),
-                Ok(Some(Err(e))) => {
-                    return Err(FetchError::Connect(format!(
-                        "upstream body: {}",
-                        error_chain(&e)
-                    )))
-                }
+                Ok(Some(Err(e))) => return Err(FetchError::Connect(format!("upstream body: {}", error_chain(&e)))),
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         return Ok(Some(data));

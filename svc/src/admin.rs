@@ -40,11 +40,7 @@ impl AdminState {
 }
 
 /// Bind the admin listener and serve it until `shutdown`.
-pub async fn serve_admin(
-    addr: SocketAddr,
-    state: AdminState,
-    shutdown: Shutdown,
-) -> std::io::Result<SocketAddr> {
+pub async fn serve_admin(addr: SocketAddr, state: AdminState, shutdown: Shutdown) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
@@ -77,10 +73,7 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
             .expect("static response")
     };
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed\n".into(),
-        );
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n".into());
         r.headers_mut()
             .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
         return r;

@@ -38,18 +38,11 @@ pub trait Validate {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config {path}: cannot read: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config {path}: key `{key}`: {reason}")]
-    Invalid {
-        path: PathBuf,
-        key: String,
-        reason: String,
-    },
+    Invalid { path: PathBuf, key: String, reason: String },
 }
 
 /// Read, parse and validate a config file.
@@ -62,10 +55,7 @@ pub fn load_config<T: DeserializeOwned + Validate>(path: &Path) -> Result<T, Con
 }
 
 /// Parse and validate config text; `path` is only used in errors.
-pub fn parse_config<T: DeserializeOwned + Validate>(
-    path: &Path,
-    text: &str,
-) -> Result<T, ConfigError> {
+pub fn parse_config<T: DeserializeOwned + Validate>(path: &Path, text: &str) -> Result<T, ConfigError> {
     let value: T = toml::from_str(text).map_err(|e| ConfigError::Parse {
         path: path.to_owned(),
         message: describe_toml_error(text, &e),
@@ -127,9 +117,7 @@ pub mod de {
             Some(i) => s.split_at(i),
             None => (s, ""),
         };
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("`{s}` is not a size like 64MiB"))?;
+        let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a size like 64MiB"))?;
         let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1.0,
             "k" | "kb" => 1e3,
@@ -138,11 +126,7 @@ pub mod de {
             "mib" => 1024.0 * 1024.0,
             "g" | "gb" => 1e9,
             "gib" => 1024.0 * 1024.0 * 1024.0,
-            u => {
-                return Err(format!(
-                    "`{s}`: unknown unit `{u}` (use B, KiB, MiB, GiB, kB, MB, GB)"
-                ))
-            }
+            u => return Err(format!("`{s}`: unknown unit `{u}` (use B, KiB, MiB, GiB, kB, MB, GB)")),
         };
         Ok((n * mult) as u64)
     }
@@ -176,6 +160,7 @@ mod tests {
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // fields exist to be parsed
     struct Demo {
         listen: std::net::SocketAddr,
         #[serde(default, deserialize_with = "de::bytes")]
@@ -192,12 +177,9 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let err = parse_config::<Demo>(
-            Path::new("x.toml"),
-            "listen = \"127.0.0.1:1\"\nlisten_typo = 3\n",
-        )
-        .unwrap_err()
-        .to_string();
+        let err = parse_config::<Demo>(Path::new("x.toml"), "listen = \"127.0.0.1:1\"\nlisten_typo = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("x.toml"), "{err}");
         assert!(err.contains("line 2"), "{err}");
         assert!(err.contains("listen_typo"), "{err}");
@@ -209,16 +191,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 1") && err.contains("listen"), "{err}");
-        let err = parse_config::<Demo>(
-            Path::new("x.toml"),
-            "listen = \"127.0.0.1:1\"\nsize = \"1MiB\"\n",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("key `size`") && err.contains("at most 10"),
-            "{err}"
-        );
+        let err = parse_config::<Demo>(Path::new("x.toml"), "listen = \"127.0.0.1:1\"\nsize = \"1MiB\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key `size`") && err.contains("at most 10"), "{err}");
     }
 
     #[test]

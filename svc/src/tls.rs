@@ -19,10 +19,7 @@ use rustls::sign::CertifiedKey;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{path}: cannot read: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: no PEM certificate found")]
     NoCert { path: PathBuf },
     #[error("{path}: no PEM private key found")]
@@ -30,10 +27,7 @@ pub enum TlsError {
     #[error("{path}: unsupported private key: {reason}")]
     BadKey { path: PathBuf, reason: String },
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("certificate generation failed (internal): {0}")]
     Generate(String),
     #[error("TLS configuration (internal): {0}")]
@@ -57,9 +51,7 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
             source,
         })?;
     if certs.is_empty() {
-        return Err(TlsError::NoCert {
-            path: path.to_owned(),
-        });
+        return Err(TlsError::NoCert { path: path.to_owned() });
     }
     Ok(certs)
 }
@@ -72,9 +64,7 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
             path: path.to_owned(),
             source,
         })?
-        .ok_or_else(|| TlsError::NoKey {
-            path: path.to_owned(),
-        })
+        .ok_or_else(|| TlsError::NoKey { path: path.to_owned() })
 }
 
 /// Load a certificate chain and its key as a rustls `CertifiedKey`.
@@ -119,13 +109,11 @@ impl ResolvesServerCert for CertResolver {
 
 /// A rustls server config with the given ALPN protocols.
 pub fn server_config(resolver: Arc<CertResolver>, alpn: &[&[u8]]) -> rustls::ServerConfig {
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("ring supports the default protocol versions")
-    .with_no_client_auth()
-    .with_cert_resolver(resolver);
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     cfg
 }
@@ -136,18 +124,14 @@ pub fn client_config(ca: Option<&Path>, alpn: &[&[u8]]) -> Result<rustls::Client
     let mut roots = rustls::RootCertStore::empty();
     if let Some(ca) = ca {
         for cert in load_certs(ca)? {
-            roots
-                .add(cert)
-                .map_err(|e| TlsError::Config(e.to_string()))?;
+            roots.add(cert).map_err(|e| TlsError::Config(e.to_string()))?;
         }
     }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("ring supports the default protocol versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(cfg)
 }
@@ -180,13 +164,8 @@ pub const LOOPBACK_NAMES: &[&str] = &["localhost", "127.0.0.1", "::1"];
 /// files are kept (so certificates survive restarts). A new CA is only made
 /// when there is none; a new leaf when the leaf files are missing.
 /// Returns true when something was generated.
-pub fn ensure_local_certs(
-    paths: &LocalCertPaths,
-    extra_names: &[String],
-) -> Result<bool, TlsError> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    };
+pub fn ensure_local_certs(paths: &LocalCertPaths, extra_names: &[String]) -> Result<bool, TlsError> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
     if paths.cert.exists() && paths.key.exists() {
         return Ok(false);
     }
@@ -258,10 +237,7 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         let paths = LocalCertPaths::in_dir(&dir, "edge");
         assert!(ensure_local_certs(&paths, &["127.0.1.1".into()]).unwrap());
-        assert!(
-            !ensure_local_certs(&paths, &[]).unwrap(),
-            "existing files are kept"
-        );
+        assert!(!ensure_local_certs(&paths, &[]).unwrap(), "existing files are kept");
         let key = load_certified_key(&paths.cert, &paths.key).unwrap();
         assert_eq!(key.cert.len(), 2, "leaf + CA");
         // A client trusting only the CA accepts the server config.
@@ -275,9 +251,7 @@ mod tests {
 
     #[test]
     fn missing_files_are_clear_errors() {
-        let err = load_certs(Path::new("/nonexistent/x.crt"))
-            .unwrap_err()
-            .to_string();
+        let err = load_certs(Path::new("/nonexistent/x.crt")).unwrap_err().to_string();
         assert!(err.contains("/nonexistent/x.crt"), "{err}");
     }
 }

@@ -40,7 +40,10 @@ impl Service {
 }
 
 fn unsafe_kill(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 impl Drop for Service {
@@ -75,7 +78,12 @@ pub fn spawn(dir: &Path, role: &str, name: &str, config: &str, admin: &str) -> R
         .stdin(Stdio::null())
         .spawn()
         .context("spawn outpost")?;
-    Ok(Service { name: name.into(), child, log, admin: admin.into() })
+    Ok(Service {
+        name: name.into(),
+        child,
+        log,
+        admin: admin.into(),
+    })
 }
 
 /// Poll `/readyz` until it answers 200.
@@ -191,7 +199,9 @@ pub async fn raw_request(addr: &str, tls_ca: Option<&Path>, request: &[u8]) -> R
             let cfg = outpost_svc::tls::client_config(Some(ca), &[b"http/1.1"])?;
             let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
             let ip: std::net::IpAddr = addr.rsplit_once(':').unwrap().0.parse()?;
-            let mut s = connector.connect(rustls::pki_types::ServerName::IpAddress(ip.into()), tcp).await?;
+            let mut s = connector
+                .connect(rustls::pki_types::ServerName::IpAddress(ip.into()), tcp)
+                .await?;
             s.write_all(request).await?;
             let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
         }

@@ -12,11 +12,7 @@ fn weak_eq(a: &str, b: &str) -> bool {
 
 /// Should a GET/HEAD be answered 304 Not Modified?
 /// `If-None-Match` takes precedence over `If-Modified-Since`.
-pub fn not_modified(
-    req: &HeaderMap,
-    etag: Option<&str>,
-    last_modified: Option<SystemTime>,
-) -> bool {
+pub fn not_modified(req: &HeaderMap, etag: Option<&str>, last_modified: Option<SystemTime>) -> bool {
     let inm: Vec<&str> = req
         .get_all(header::IF_NONE_MATCH)
         .iter()
@@ -62,18 +58,10 @@ mod tests {
     fn if_none_match() {
         let e = Some("\"abc\"");
         assert!(not_modified(&req(&[("if-none-match", "\"abc\"")]), e, None));
-        assert!(not_modified(
-            &req(&[("if-none-match", "\"x\", W/\"abc\"")]),
-            e,
-            None
-        ));
+        assert!(not_modified(&req(&[("if-none-match", "\"x\", W/\"abc\"")]), e, None));
         assert!(not_modified(&req(&[("if-none-match", "*")]), e, None));
         assert!(!not_modified(&req(&[("if-none-match", "\"x\"")]), e, None));
-        assert!(!not_modified(
-            &req(&[("if-none-match", "\"x\"")]),
-            None,
-            None
-        ));
+        assert!(!not_modified(&req(&[("if-none-match", "\"x\"")]), None, None));
         assert!(!not_modified(&req(&[]), e, None));
     }
 
@@ -82,21 +70,9 @@ mod tests {
         let lm = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let same = httpdate::fmt_http_date(lm);
         let before = httpdate::fmt_http_date(lm - Duration::from_secs(1));
-        assert!(not_modified(
-            &req(&[("if-modified-since", &same)]),
-            None,
-            Some(lm)
-        ));
-        assert!(!not_modified(
-            &req(&[("if-modified-since", &before)]),
-            None,
-            Some(lm)
-        ));
-        assert!(!not_modified(
-            &req(&[("if-modified-since", "garbage")]),
-            None,
-            Some(lm)
-        ));
+        assert!(not_modified(&req(&[("if-modified-since", &same)]), None, Some(lm)));
+        assert!(!not_modified(&req(&[("if-modified-since", &before)]), None, Some(lm)));
+        assert!(!not_modified(&req(&[("if-modified-since", "garbage")]), None, Some(lm)));
         // If-None-Match wins even when the date would match.
         assert!(!not_modified(
             &req(&[("if-none-match", "\"x\""), ("if-modified-since", &same)]),

@@ -226,18 +226,11 @@ pub fn freshness(
         Duration::from_secs(s)
     } else if let Some(exp) = headers.get(header::EXPIRES) {
         // An invalid Expires (e.g. "0") means already expired.
-        match exp
-            .to_str()
-            .ok()
-            .and_then(|s| httpdate::parse_http_date(s).ok())
-        {
+        match exp.to_str().ok().and_then(|s| httpdate::parse_http_date(s).ok()) {
             Some(e) => e.duration_since(origin_date).unwrap_or_default(),
             None => Duration::ZERO,
         }
-    } else if let (Some(lm), true) = (
-        date(headers, header::LAST_MODIFIED),
-        heuristic.fraction > 0.0,
-    ) {
+    } else if let (Some(lm), true) = (date(headers, header::LAST_MODIFIED), heuristic.fraction > 0.0) {
         let since = origin_date.duration_since(lm).unwrap_or_default();
         since.mul_f64(heuristic.fraction).min(heuristic.max)
     } else if d.immutable {
@@ -245,9 +238,7 @@ pub fn freshness(
     } else {
         return Err(NotStorable::NoFreshness);
     };
-    let apparent = date_hdr
-        .and_then(|dt| now.duration_since(dt).ok())
-        .unwrap_or_default();
+    let apparent = date_hdr.and_then(|dt| now.duration_since(dt).ok()).unwrap_or_default();
     let age_hdr = headers
         .get(header::AGE)
         .and_then(|v| v.to_str().ok())
@@ -327,12 +318,7 @@ mod tests {
             Err(NotStorable::Partial)
         );
         assert_eq!(
-            freshness(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &hm,
-                t0(),
-                Heuristic::default()
-            ),
+            freshness(StatusCode::INTERNAL_SERVER_ERROR, &hm, t0(), Heuristic::default()),
             Err(NotStorable::Status)
         );
         assert!(freshness(StatusCode::NOT_FOUND, &hm, t0(), Heuristic::default()).is_ok());

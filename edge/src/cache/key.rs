@@ -201,10 +201,7 @@ mod tests {
         assert_eq!(key("/a%4"), Err(KeyError::BadEncoding));
         assert_eq!(key("etc/passwd"), Err(KeyError::NotAbsolute));
         assert_eq!(key("*"), Err(KeyError::NotAbsolute));
-        assert_eq!(
-            key(&format!("/{}", "a".repeat(MAX_PATH))),
-            Err(KeyError::TooLong)
-        );
+        assert_eq!(key(&format!("/{}", "a".repeat(MAX_PATH))), Err(KeyError::TooLong));
     }
 
     #[test]
@@ -221,9 +218,6 @@ mod tests {
         assert_eq!(k.path(), "/x.m3u8");
         let k2 = CacheKey::new("/x.m3u8", Some("v=2&a"), &keep).unwrap();
         assert_eq!(k, k2, "order of parameters does not matter");
-        assert_eq!(
-            CacheKey::new("/x", Some("v=1"), &[]).unwrap().as_str(),
-            "/x"
-        );
+        assert_eq!(CacheKey::new("/x", Some("v=1"), &[]).unwrap().as_str(), "/x");
     }
 }

@@ -291,9 +291,7 @@ mod tests {
                 assert_eq!(plan(Some(Fresh), in_flight, unc), Plan::Serve);
                 assert_eq!(
                     plan(Some(StaleWhileRevalidate), in_flight, unc),
-                    Plan::ServeStaleAndRevalidate {
-                        start_fill: !in_flight
-                    }
+                    Plan::ServeStaleAndRevalidate { start_fill: !in_flight }
                 );
             }
         }
@@ -306,10 +304,7 @@ mod tests {
         assert_eq!(plan(Some(Stale), true, false), Plan::Join);
         assert_eq!(plan(None, false, true), Plan::Pass);
         assert_eq!(plan(Some(Stale), false, true), Plan::Pass);
-        assert_eq!(
-            plan(Some(Stale), false, false),
-            Plan::Fetch { revalidate: true }
-        );
+        assert_eq!(plan(Some(Stale), false, false), Plan::Fetch { revalidate: true });
         assert_eq!(plan(None, false, false), Plan::Fetch { revalidate: false });
     }
 
@@ -322,11 +317,7 @@ mod tests {
         assert!(matches!(f.head(), HeadStep::Ready(_)));
         f.push(Bytes::from_static(b"abc")).unwrap();
         assert_eq!(f.read(0), ReadStep::Chunk(Bytes::from_static(b"abc")));
-        assert_eq!(
-            f.read(1),
-            ReadStep::Pending,
-            "a follower waits, it is not told the end"
-        );
+        assert_eq!(f.read(1), ReadStep::Pending, "a follower waits, it is not told the end");
         f.push(Bytes::new()).unwrap();
         assert_eq!(f.read(1), ReadStep::Pending, "empty chunks are not stored");
         f.push(Bytes::from_static(b"def")).unwrap();
@@ -368,45 +359,22 @@ mod tests {
             matches!(f.head(), HeadStep::Failed(FetchError::Timeout(_))),
             "first failure wins"
         );
-        assert_eq!(
-            FetchError::Timeout(String::new()).status(),
-            StatusCode::GATEWAY_TIMEOUT
-        );
-        assert_eq!(
-            FetchError::Connect(String::new()).status(),
-            StatusCode::BAD_GATEWAY
-        );
+        assert_eq!(FetchError::Timeout(String::new()).status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(FetchError::Connect(String::new()).status(), StatusCode::BAD_GATEWAY);
     }
 
     #[test]
     fn writer_violations_are_errors() {
         let mut f = FillState::new();
-        assert_eq!(
-            f.push(Bytes::from_static(b"x")),
-            Err(FillViolation::BodyBeforeHead)
-        );
+        assert_eq!(f.push(Bytes::from_static(b"x")), Err(FillViolation::BodyBeforeHead));
         assert_eq!(f.complete(), Err(FillViolation::BodyBeforeHead));
         f.publish_head(head(None, true)).unwrap();
-        assert_eq!(
-            f.publish_head(head(None, true)),
-            Err(FillViolation::HeadTwice)
-        );
-        assert_eq!(
-            f.complete().unwrap(),
-            Ok(()),
-            "unknown length completes on end of body"
-        );
-        assert_eq!(
-            f.push(Bytes::from_static(b"x")),
-            Err(FillViolation::AfterEnd)
-        );
+        assert_eq!(f.publish_head(head(None, true)), Err(FillViolation::HeadTwice));
+        assert_eq!(f.complete().unwrap(), Ok(()), "unknown length completes on end of body");
+        assert_eq!(f.push(Bytes::from_static(b"x")), Err(FillViolation::AfterEnd));
         assert_eq!(f.complete(), Err(FillViolation::AfterEnd));
         f.fail(FetchError::Connect("late".into()));
-        assert_eq!(
-            f.read(0),
-            ReadStep::End,
-            "a late failure does not undo completion"
-        );
+        assert_eq!(f.read(0), ReadStep::End, "a late failure does not undo completion");
     }
 
     #[test]

@@ -49,8 +49,7 @@ impl quick_cache::Lifecycle<CacheKey, Obj> for CountEvictions {
     }
 }
 
-type Quick =
-    quick_cache::sync::Cache<CacheKey, Obj, Weigh, quick_cache::DefaultHashBuilder, CountEvictions>;
+type Quick = quick_cache::sync::Cache<CacheKey, Obj, Weigh, quick_cache::DefaultHashBuilder, CountEvictions>;
 
 struct LruTier {
     map: lru::LruCache<CacheKey, Obj>,
@@ -207,11 +206,7 @@ mod tests {
             must_revalidate: false,
             immutable: false,
         };
-        let head = Arc::new(ObjectHead::from_upstream(
-            StatusCode::OK,
-            &HeaderMap::new(),
-            Ok(fresh),
-        ));
+        let head = Arc::new(ObjectHead::from_upstream(StatusCode::OK, &HeaderMap::new(), Ok(fresh)));
         Arc::new(CachedObject {
             head,
             body: Bytes::from(vec![0u8; size]),

@@ -49,11 +49,7 @@ const DROPPED: &[&str] = &[
 
 impl ObjectHead {
     /// Build from an upstream response head.
-    pub fn from_upstream(
-        status: StatusCode,
-        upstream: &HeaderMap,
-        freshness: Result<Freshness, NotStorable>,
-    ) -> Self {
+    pub fn from_upstream(status: StatusCode, upstream: &HeaderMap, freshness: Result<Freshness, NotStorable>) -> Self {
         let mut headers = HeaderMap::with_capacity(upstream.len());
         for (name, value) in upstream {
             if !DROPPED.contains(&name.as_str()) {

@@ -119,11 +119,7 @@ pub fn content_range(start: u64, end: u64, len: u64) -> String {
 /// Does `If-Range` allow the range? A strong ETag must match exactly; a
 /// date must equal Last-Modified (which we treat as strong). Anything
 /// else (weak tags, garbage) means "send the whole thing".
-pub fn if_range_allows(
-    if_range: Option<&HeaderValue>,
-    etag: Option<&str>,
-    last_modified: Option<SystemTime>,
-) -> bool {
+pub fn if_range_allows(if_range: Option<&HeaderValue>, etag: Option<&str>, last_modified: Option<SystemTime>) -> bool {
     let Some(v) = if_range.and_then(|v| v.to_str().ok()) else {
         return if_range.is_none();
     };
@@ -156,10 +152,7 @@ mod tests {
     fn parses_the_three_forms() {
         assert_eq!(p("bytes=0-99"), single(0, Some(99)));
         assert_eq!(p("bytes=100-"), single(100, None));
-        assert_eq!(
-            p("bytes=-500"),
-            RangeRequest::Single(RangeSpec::Suffix(500))
-        );
+        assert_eq!(p("bytes=-500"), RangeRequest::Single(RangeSpec::Suffix(500)));
         assert_eq!(p("BYTES = 5-6"), single(5, Some(6)));
         assert_eq!(parse(None), RangeRequest::Whole);
     }
@@ -188,36 +181,12 @@ mod tests {
             RangeRequest::Single(spec) => resolve(spec, len),
             RangeRequest::Whole => panic!("{s} did not parse"),
         };
-        assert_eq!(
-            r("bytes=0-99", 1000),
-            Resolved::Partial { start: 0, end: 99 }
-        );
-        assert_eq!(
-            r("bytes=900-2000", 1000),
-            Resolved::Partial {
-                start: 900,
-                end: 999
-            }
-        );
-        assert_eq!(
-            r("bytes=999-", 1000),
-            Resolved::Partial {
-                start: 999,
-                end: 999
-            }
-        );
+        assert_eq!(r("bytes=0-99", 1000), Resolved::Partial { start: 0, end: 99 });
+        assert_eq!(r("bytes=900-2000", 1000), Resolved::Partial { start: 900, end: 999 });
+        assert_eq!(r("bytes=999-", 1000), Resolved::Partial { start: 999, end: 999 });
         assert_eq!(r("bytes=1000-", 1000), Resolved::Unsatisfiable);
-        assert_eq!(
-            r("bytes=-100", 1000),
-            Resolved::Partial {
-                start: 900,
-                end: 999
-            }
-        );
-        assert_eq!(
-            r("bytes=-5000", 1000),
-            Resolved::Partial { start: 0, end: 999 }
-        );
+        assert_eq!(r("bytes=-100", 1000), Resolved::Partial { start: 900, end: 999 });
+        assert_eq!(r("bytes=-5000", 1000), Resolved::Partial { start: 0, end: 999 });
         assert_eq!(r("bytes=-0", 1000), Resolved::Unsatisfiable);
         assert_eq!(r("bytes=0-", 0), Resolved::Unsatisfiable);
         assert_eq!(r("bytes=-1", 0), Resolved::Unsatisfiable);
@@ -236,20 +205,12 @@ mod tests {
             "weak never matches"
         );
         assert!(!if_range_allows(Some(&hv("\"a\"")), Some("W/\"a\""), None));
-        assert!(if_range_allows(
-            Some(&hv(&httpdate::fmt_http_date(lm))),
-            None,
-            Some(lm)
-        ));
+        assert!(if_range_allows(Some(&hv(&httpdate::fmt_http_date(lm))), None, Some(lm)));
         assert!(!if_range_allows(
             Some(&hv(&httpdate::fmt_http_date(lm + Duration::from_secs(1)))),
             None,
             Some(lm)
         ));
-        assert!(!if_range_allows(
-            Some(&hv("garbage")),
-            Some("\"a\""),
-            Some(lm)
-        ));
+        assert!(!if_range_allows(Some(&hv("garbage")), Some("\"a\""), Some(lm)));
     }
 }

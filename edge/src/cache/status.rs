@@ -138,12 +138,8 @@ mod tests {
             o.header_value("outpost").unwrap(),
             "outpost; fwd=miss; collapsed; fwd-status=200; stored"
         );
-        assert_eq!(
-            Outcome::new(CacheStatus::None).header_value("outpost"),
-            None
-        );
-        let labels: std::collections::HashSet<_> =
-            CacheStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(Outcome::new(CacheStatus::None).header_value("outpost"), None);
+        let labels: std::collections::HashSet<_> = CacheStatus::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(labels.len(), CacheStatus::ALL.len());
     }
 }

@@ -18,10 +18,7 @@ use crate::edge::{Edge, Proto, RequestHead};
 #[derive(Debug, thiserror::Error)]
 pub enum H3Error {
     #[error("UDP {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("QUIC TLS config (internal): {0}")]
     Tls(String),
     #[error("http3.idle_timeout out of range")]
@@ -29,15 +26,10 @@ pub enum H3Error {
 }
 
 /// Bind the UDP socket with large buffers and create the endpoint.
-pub fn endpoint(
-    addr: SocketAddr,
-    tls: rustls::ServerConfig,
-    cfg: &Http3Config,
-) -> Result<quinn::Endpoint, H3Error> {
+pub fn endpoint(addr: SocketAddr, tls: rustls::ServerConfig, cfg: &Http3Config) -> Result<quinn::Endpoint, H3Error> {
     use socket2::{Domain, Protocol, Socket, Type};
     let bind = |e| H3Error::Bind { addr, source: e };
-    let socket =
-        Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(bind)?;
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(bind)?;
     if addr.is_ipv6() {
         let _ = socket.set_only_v6(false);
     }
@@ -51,15 +43,12 @@ pub fn endpoint(
         send_buffer = socket.send_buffer_size().unwrap_or(0),
         "UDP socket buffers (raise net.core.rmem_max/wmem_max if smaller than http3.udp_buffer)"
     );
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
-        .map_err(|e| H3Error::Tls(e.to_string()))?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| H3Error::Tls(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = TransportConfig::default();
     transport
         .send_window(cfg.send_window)
-        .stream_receive_window(
-            VarInt::from_u64(cfg.stream_receive_window).map_err(|_| H3Error::IdleTimeout)?,
-        )
+        .stream_receive_window(VarInt::from_u64(cfg.stream_receive_window).map_err(|_| H3Error::IdleTimeout)?)
         .receive_window(VarInt::from_u64(cfg.receive_window).map_err(|_| H3Error::IdleTimeout)?)
         .max_concurrent_bidi_streams(VarInt::from_u32(cfg.max_concurrent_streams))
         .max_idle_timeout(Some(
@@ -112,12 +101,7 @@ pub async fn serve(endpoint: quinn::Endpoint, edge: Arc<Edge>, shutdown: Shutdow
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), endpoint.wait_idle()).await;
 }
 
-async fn connection(
-    conn: quinn::Connection,
-    edge: Arc<Edge>,
-    requests: TaskTracker,
-    shutdown: Shutdown,
-) {
+async fn connection(conn: quinn::Connection, edge: Arc<Edge>, requests: TaskTracker, shutdown: Shutdown) {
     let mut builder = h3::server::builder();
     builder.max_field_section_size(edge.cfg.limits.max_header_bytes);
     let mut h3conn: h3::server::Connection<h3_quinn::Connection, Bytes> =
@@ -179,9 +163,7 @@ async fn request(
     let mut out = http::Response::new(());
     *out.status_mut() = resp.status;
     *out.headers_mut() = resp.headers;
-    if let Ok(v) =
-        http::HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
-    {
+    if let Ok(v) = http::HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now())) {
         out.headers_mut().insert(http::header::DATE, v);
     }
     if stream.send_response(out).await.is_err() {

@@ -76,15 +76,14 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(t)) => t,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
             let gauge = edge.metrics.connections.with_label_values(&["tcp"]);
             gauge.inc();
             let svc_edge = edge.clone();
@@ -100,10 +99,7 @@ pub async fn serve(
     }
     drop(listener);
     let grace = edge.cfg.shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("TCP connections still open after {grace:?}; closing them");
     }
 }
@@ -127,8 +123,7 @@ async fn handle(edge: Arc<Edge>, alt_svc: Arc<AltSvc>, req: Request<Incoming>) -
     *out.status_mut() = resp.status;
     *out.headers_mut() = resp.headers;
     if alt_svc.up.load(Ordering::Relaxed) {
-        out.headers_mut()
-            .insert(http::header::ALT_SVC, alt_svc.value.clone());
+        out.headers_mut().insert(http::header::ALT_SVC, alt_svc.value.clone());
     }
     out
 }
