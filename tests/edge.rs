@@ -144,8 +144,9 @@ async fn followers_stream_before_the_fill_finishes() -> Result<()> {
     let dir = test_dir("follower");
     let (o, e) = ("127.71.3.1", "127.71.3.2");
     // 4 MB at 2 MB/s: the leader's fill takes about two seconds.
-    let _origin = start_origin(&dir, o, "[pace]\nbytes_per_second = 2000000\n").await?;
-    let _edge = start_edge(&dir, e, o, "").await?;
+    let origin = start_origin(&dir, o, "[pace]\nbytes_per_second = 2000000\n").await?;
+    // This edge speaks HTTP/2 (h2c) to the origin.
+    let _edge = start_edge(&dir, e, o, "http2 = true\n").await?;
     let url = format!("https://{e}:{EDGE_PORT}/synth/t0002/r0/seg00000.m4s");
     let client = HttpsClient::new(Some(&ca(&dir)), Tcp::H1)?;
     let t0 = Instant::now();
@@ -174,6 +175,8 @@ async fn followers_stream_before_the_fill_finishes() -> Result<()> {
     );
     assert!(leader.body == follower.body);
     assert_eq!(leader.body.len(), 4_000_000);
+    let olog = origin.log_text();
+    assert!(olog.lines().any(|l| l.contains("access") && l.contains("protocol=\"h2\"")), "upstream over HTTP/2:\n{olog}");
     Ok(())
 }
 
@@ -225,7 +228,8 @@ async fn ranges_conditionals_head_and_bad_input() -> Result<()> {
     let dir = test_dir("semantics");
     let (o, e) = ("127.71.5.1", "127.71.5.2");
     let origin = start_origin(&dir, o, "").await?;
-    let _edge = start_edge(&dir, e, o, "").await?;
+    // The baseline policy serves the same semantics.
+    let _edge = start_edge(&dir, e, o, "[cache.memory]\npolicy = \"lru\"\n").await?;
     let path = "/synth/t0000/r1/seg00007.m4s";
     let url = format!("https://{e}:{EDGE_PORT}{path}");
     let c = HttpsClient::new(Some(&ca(&dir)), Tcp::H1)?;
