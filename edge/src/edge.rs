@@ -13,7 +13,7 @@ use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use crate::cache::lock::{follower_may_use, plan};
 use crate::cache::range::{self, RangeRequest, Resolved};
 use crate::cache::{
-    conditional, CacheKey, CacheStatus, CachedObject, FetchError, Heuristic, MemoryTier, ObjectHead, Outcome, Plan,
+    conditional, Age, CacheKey, CacheStatus, CachedObject, FetchError, Heuristic, MemoryTier, ObjectHead, Outcome, Plan,
 };
 use crate::config::EdgeConfig;
 use crate::fill::{self, Fill, FillBody};
@@ -198,6 +198,11 @@ impl Edge {
         access.key = key.as_str().to_owned();
         let now = SystemTime::now();
         let mut stored = self.memory.get(&key);
+        // Hit fast path: a fresh copy is served whatever is in flight
+        // (`plan` says so too), so the in-flight map's lock is not taken.
+        if let Some(obj) = stored.as_ref().filter(|o| o.freshness.state(now) == Age::Fresh) {
+            return self.serve_object(req, obj, CacheStatus::Hit, now, access);
+        }
         let (plan, fill) = {
             let mut p = self.pending.lock().expect("pending lock");
             let in_flight = p.fills.get(&key).cloned();
