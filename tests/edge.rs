@@ -176,7 +176,11 @@ async fn followers_stream_before_the_fill_finishes() -> Result<()> {
     assert!(leader.body == follower.body);
     assert_eq!(leader.body.len(), 4_000_000);
     let olog = origin.log_text();
-    assert!(olog.lines().any(|l| l.contains("access") && l.contains("protocol=\"h2\"")), "upstream over HTTP/2:\n{olog}");
+    assert!(
+        olog.lines()
+            .any(|l| l.contains("access") && l.contains("protocol=\"h2\"")),
+        "upstream over HTTP/2:\n{olog}"
+    );
     Ok(())
 }
 

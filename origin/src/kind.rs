@@ -82,10 +82,14 @@ pub fn content_type(name: &str) -> &'static str {
     }
 }
 
-/// An HLS playlist is finished (VOD) when it carries `#EXT-X-ENDLIST`.
+/// An HLS playlist is finished (VOD) when it carries `#EXT-X-ENDLIST`. A
+/// multivariant playlist (`#EXT-X-STREAM-INF`) never does, but it does not
+/// change while a title plays, so it is cached like a VOD playlist.
 pub fn hls_is_finished(body: &[u8]) -> bool {
-    body.split(|&b| b == b'\n')
-        .any(|line| line.trim_ascii().starts_with(b"#EXT-X-ENDLIST"))
+    body.split(|&b| b == b'\n').any(|line| {
+        let line = line.trim_ascii();
+        line.starts_with(b"#EXT-X-ENDLIST") || line.starts_with(b"#EXT-X-STREAM-INF")
+    })
 }
 
 /// A DASH MPD is dynamic (live) when its `MPD` element has
@@ -214,7 +218,7 @@ mod tests {
         assert_eq!(Kind::HlsPlaylist.cache_class(Some(vod)), CacheClass::VodPlaylist);
         assert_eq!(Kind::HlsPlaylist.cache_class(Some(vod_crlf)), CacheClass::VodPlaylist);
         assert_eq!(Kind::HlsPlaylist.cache_class(Some(live)), CacheClass::LivePlaylist);
-        assert_eq!(Kind::HlsPlaylist.cache_class(Some(master)), CacheClass::LivePlaylist);
+        assert_eq!(Kind::HlsPlaylist.cache_class(Some(master)), CacheClass::VodPlaylist);
         assert_eq!(Kind::HlsPlaylist.cache_class(Some(tricky)), CacheClass::LivePlaylist);
         assert_eq!(Kind::HlsPlaylist.cache_class(None), CacheClass::LivePlaylist);
     }

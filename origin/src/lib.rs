@@ -212,7 +212,9 @@ pub async fn start(cfg: OriginConfig, shutdown: Shutdown) -> Result<RunningOrigi
         cache,
         pace: cfg.pace.bytes_per_second,
         metrics,
-        started: SystemTime::now(),
+        // Fixed, so every origin replica (and every restart) gives the
+        // synthetic catalog the same validators.
+        started: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_704_067_200),
     });
     let is_tls = tls.is_some();
     let task = tokio::spawn(server::serve(

@@ -139,7 +139,7 @@ mod tests {
         assert_eq!(media.content_type, "application/vnd.apple.mpegurl");
         assert_eq!(media.cache_class, CacheClass::VodPlaylist);
         let master = get("/synth/t0001/master.m3u8").unwrap();
-        assert_eq!(master.cache_class, CacheClass::LivePlaylist);
+        assert_eq!(master.cache_class, CacheClass::VodPlaylist);
         assert_eq!(master.validators.last_modified, started);
 
         assert!(get("/synth/t0002/master.m3u8").is_none());

@@ -146,7 +146,7 @@ async fn serves_synthetic_and_library_over_http1_and_h2() {
     assert_eq!(master.status, StatusCode::OK);
     assert_eq!(master.version, Version::HTTP_11);
     assert_eq!(master.header("content-type"), Some("application/vnd.apple.mpegurl"));
-    assert_eq!(master.header("cache-control"), Some("public, max-age=2"));
+    assert_eq!(master.header("cache-control"), Some("public, max-age=3600"));
     assert!(master.body.starts_with(b"#EXTM3U\n"));
     let media = fetch(&client, Method::GET, &url("/synth/t0002/r1/index.m3u8"), &[]).await;
     assert_eq!(media.header("cache-control"), Some("public, max-age=3600"));
