@@ -1,1 +1,14 @@
-//! placeholder
+//! Wire types and signatures shared by Outpost's services.
+//!
+//! What it is: the health report an edge sends to cache-control and the
+//! HMAC signature that authenticates it (later: the edge-state stream and
+//! playback tokens). Pure data and pure functions.
+//!
+//! What it is not: a client or server. Nothing here does IO or reads a
+//! clock; callers pass timestamps in.
+
+pub mod health;
+pub mod signature;
+
+pub use health::{ContentDigest, HealthReport, TierUsage};
+pub use signature::{sign, verify, SignatureError};

@@ -1,0 +1,417 @@
+//! The liveness state machine of one edge: a pure function of
+//! (previous state, event, now). No clock reads; the shell ticks it.
+//!
+//! - Missed reports for `missed_intervals` intervals ⇒ `down`.
+//! - Back to `up` only after `readmit_reports` consecutive good reports,
+//!   each within `missed_intervals` intervals of the previous one.
+//! - Load above a threshold ⇒ `overloaded`; back to `up` only once load is
+//!   below threshold × `hysteresis`, so an edge hovering at the line does
+//!   not flap.
+//! - A report with `draining` ⇒ `draining` at once.
+
+use serde::Serialize;
+
+/// What cache-control believes about an edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EdgeState {
+    Up,
+    Overloaded,
+    Draining,
+    Down,
+}
+
+impl EdgeState {
+    pub const ALL: [EdgeState; 4] = [
+        EdgeState::Up,
+        EdgeState::Overloaded,
+        EdgeState::Draining,
+        EdgeState::Down,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EdgeState::Up => "up",
+            EdgeState::Overloaded => "overloaded",
+            EdgeState::Draining => "draining",
+            EdgeState::Down => "down",
+        }
+    }
+}
+
+/// Load thresholds; fractions of the edge's own declared capacity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// CPU load (0–1) above which an edge is overloaded.
+    pub cpu: f64,
+    /// Egress / capacity above which an edge is overloaded.
+    pub bandwidth: f64,
+    /// Connections / max connections above which an edge is overloaded.
+    pub connections: f64,
+    /// An overloaded edge returns to up below threshold × hysteresis.
+    pub hysteresis: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            cpu: 0.9,
+            bandwidth: 0.9,
+            connections: 0.9,
+            hysteresis: 0.85,
+        }
+    }
+}
+
+/// The liveness rules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    pub interval_ms: u64,
+    pub missed_intervals: u32,
+    pub readmit_reports: u32,
+    pub thresholds: Thresholds,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            interval_ms: 1000,
+            missed_intervals: 3,
+            readmit_reports: 3,
+            thresholds: Thresholds::default(),
+        }
+    }
+}
+
+impl Policy {
+    fn silence_limit_ms(&self) -> u64 {
+        self.interval_ms * self.missed_intervals as u64
+    }
+}
+
+/// The load figures of one report that the state machine looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Load {
+    pub cpu: f64,
+    pub egress_gbps: f64,
+    pub capacity_gbps: f64,
+    pub connections: u64,
+    pub max_connections: u64,
+    pub draining: bool,
+}
+
+impl Load {
+    pub fn from_report(r: &outpost_proto::HealthReport) -> Self {
+        Self {
+            cpu: r.cpu_load,
+            egress_gbps: r.egress_gbps,
+            capacity_gbps: r.capacity_gbps,
+            connections: r.connections,
+            max_connections: r.max_connections,
+            draining: r.draining,
+        }
+    }
+
+    /// The thresholds this load is above (`scale` < 1 tightens them, for hysteresis).
+    pub fn over(&self, t: &Thresholds, scale: f64) -> Vec<&'static str> {
+        let mut why = Vec::new();
+        if self.cpu > t.cpu * scale {
+            why.push("cpu");
+        }
+        if self.capacity_gbps > 0.0 && self.egress_gbps / self.capacity_gbps > t.bandwidth * scale {
+            why.push("bandwidth");
+        }
+        if self.max_connections > 0 && self.connections as f64 / self.max_connections as f64 > t.connections * scale {
+            why.push("connections");
+        }
+        why
+    }
+}
+
+/// Something that happened to an edge.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Event {
+    /// An admitted (authenticated, in-order) report.
+    Report(Load),
+    /// Time passed; checks for missed reports.
+    Tick,
+}
+
+/// Everything the machine remembers about one edge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Liveness {
+    pub state: EdgeState,
+    /// Consecutive good reports while not yet admitted.
+    pub good_streak: u32,
+    pub last_report_ms: Option<u64>,
+    /// Why the edge is in its state (for `/v1/edges` and logs).
+    pub reasons: Vec<&'static str>,
+}
+
+impl Liveness {
+    /// An edge known from config that has not reported yet.
+    pub fn declared() -> Self {
+        Self {
+            state: EdgeState::Down,
+            good_streak: 0,
+            last_report_ms: None,
+            reasons: vec!["never-reported"],
+        }
+    }
+}
+
+/// The next liveness of an edge.
+pub fn step(prev: &Liveness, event: Event, now_ms: u64, policy: &Policy) -> Liveness {
+    let silent_too_long = |last: Option<u64>| last.is_none_or(|l| now_ms.saturating_sub(l) > policy.silence_limit_ms());
+    match event {
+        Event::Tick => {
+            if prev.state != EdgeState::Down && silent_too_long(prev.last_report_ms) {
+                Liveness {
+                    state: EdgeState::Down,
+                    good_streak: 0,
+                    last_report_ms: prev.last_report_ms,
+                    reasons: vec!["missed-reports"],
+                }
+            } else {
+                prev.clone()
+            }
+        }
+        Event::Report(load) if load.draining => Liveness {
+            state: EdgeState::Draining,
+            good_streak: 0,
+            last_report_ms: Some(now_ms),
+            reasons: vec!["draining"],
+        },
+        Event::Report(load) => match prev.state {
+            EdgeState::Up | EdgeState::Overloaded => {
+                let scale = if prev.state == EdgeState::Overloaded {
+                    policy.thresholds.hysteresis
+                } else {
+                    1.0
+                };
+                let over = load.over(&policy.thresholds, scale);
+                let state = if over.is_empty() {
+                    EdgeState::Up
+                } else {
+                    EdgeState::Overloaded
+                };
+                Liveness {
+                    state,
+                    good_streak: prev.good_streak,
+                    last_report_ms: Some(now_ms),
+                    reasons: over,
+                }
+            }
+            EdgeState::Down | EdgeState::Draining => {
+                let streak = if silent_too_long(prev.last_report_ms) || prev.state == EdgeState::Draining {
+                    1
+                } else {
+                    prev.good_streak + 1
+                };
+                if streak >= policy.readmit_reports {
+                    let over = load.over(&policy.thresholds, 1.0);
+                    let state = if over.is_empty() {
+                        EdgeState::Up
+                    } else {
+                        EdgeState::Overloaded
+                    };
+                    Liveness {
+                        state,
+                        good_streak: streak,
+                        last_report_ms: Some(now_ms),
+                        reasons: over,
+                    }
+                } else {
+                    Liveness {
+                        state: EdgeState::Down,
+                        good_streak: streak,
+                        last_report_ms: Some(now_ms),
+                        reasons: vec!["readmitting"],
+                    }
+                }
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> Policy {
+        Policy::default()
+    }
+    fn ok() -> Event {
+        Event::Report(Load {
+            cpu: 0.2,
+            egress_gbps: 1.0,
+            capacity_gbps: 10.0,
+            connections: 10,
+            max_connections: 100,
+            draining: false,
+        })
+    }
+    fn cpu(c: f64) -> Event {
+        Event::Report(Load {
+            cpu: c,
+            egress_gbps: 1.0,
+            capacity_gbps: 10.0,
+            connections: 10,
+            max_connections: 100,
+            draining: false,
+        })
+    }
+    fn drain() -> Event {
+        Event::Report(Load {
+            draining: true,
+            ..Default::default()
+        })
+    }
+    fn run(start: Liveness, events: &[(u64, Event)]) -> Liveness {
+        events.iter().fold(start, |l, (t, e)| step(&l, *e, *t, &p()))
+    }
+    fn up_at(t: u64) -> Liveness {
+        run(Liveness::declared(), &[(t - 2000, ok()), (t - 1000, ok()), (t, ok())])
+    }
+
+    #[test]
+    fn declared_edges_need_three_reports() {
+        let l = Liveness::declared();
+        assert_eq!(l.state, EdgeState::Down);
+        let l1 = step(&l, ok(), 1000, &p());
+        assert_eq!((l1.state, l1.good_streak), (EdgeState::Down, 1));
+        let l2 = step(&l1, ok(), 2000, &p());
+        assert_eq!((l2.state, l2.good_streak), (EdgeState::Down, 2));
+        let l3 = step(&l2, ok(), 3000, &p());
+        assert_eq!(l3.state, EdgeState::Up);
+        assert_eq!(
+            step(&l, Event::Tick, 99_000, &p()).state,
+            EdgeState::Down,
+            "a tick never admits"
+        );
+    }
+
+    #[test]
+    fn silence_for_three_intervals_is_down() {
+        let l = up_at(10_000);
+        assert_eq!(
+            step(&l, Event::Tick, 13_000, &p()).state,
+            EdgeState::Up,
+            "exactly 3 intervals is still up"
+        );
+        let d = step(&l, Event::Tick, 13_001, &p());
+        assert_eq!(d.state, EdgeState::Down);
+        assert_eq!(d.reasons, vec!["missed-reports"]);
+        let o = run(up_at(10_000), &[(10_500, cpu(0.99))]);
+        assert_eq!(o.state, EdgeState::Overloaded);
+        assert_eq!(
+            step(&o, Event::Tick, 13_501, &p()).state,
+            EdgeState::Down,
+            "overloaded edges go down too"
+        );
+        let dr = step(&up_at(10_000), drain(), 10_500, &p());
+        assert_eq!(
+            step(&dr, Event::Tick, 13_501, &p()).state,
+            EdgeState::Down,
+            "a draining edge that stops is down"
+        );
+    }
+
+    #[test]
+    fn flapping_does_not_readmit() {
+        // up, silent (down), one report, silent again, one report...
+        let mut l = up_at(10_000);
+        l = step(&l, Event::Tick, 14_000, &p());
+        assert_eq!(l.state, EdgeState::Down);
+        l = step(&l, ok(), 14_100, &p());
+        assert_eq!(l.state, EdgeState::Down, "one good report is not enough");
+        l = step(&l, Event::Tick, 17_200, &p());
+        assert_eq!(l.state, EdgeState::Down);
+        l = step(&l, ok(), 17_300, &p());
+        assert_eq!(
+            l.good_streak, 1,
+            "a gap longer than the silence limit restarts the streak"
+        );
+        l = step(&l, ok(), 17_400, &p());
+        l = step(&l, ok(), 17_500, &p());
+        assert_eq!(
+            l.state,
+            EdgeState::Up,
+            "three in a row within one interval each readmit"
+        );
+    }
+
+    #[test]
+    fn up_down_up_within_one_interval() {
+        // Reports arrive, then a tick after a long silence, then reports in quick succession.
+        let l = run(up_at(10_000), &[(20_000, Event::Tick), (20_100, ok()), (20_200, ok())]);
+        assert_eq!(l.state, EdgeState::Down);
+        assert_eq!(step(&l, ok(), 20_300, &p()).state, EdgeState::Up);
+        // A single bad tick right after a report does nothing.
+        let l = up_at(10_000);
+        assert_eq!(step(&l, Event::Tick, 10_001, &p()), l);
+    }
+
+    #[test]
+    fn overload_with_hysteresis() {
+        let l = step(&up_at(10_000), cpu(0.95), 11_000, &p());
+        assert_eq!(l.state, EdgeState::Overloaded);
+        assert_eq!(l.reasons, vec!["cpu"]);
+        let l = step(&l, cpu(0.85), 12_000, &p());
+        assert_eq!(l.state, EdgeState::Overloaded, "0.85 < 0.9 but not below 0.9 × 0.85");
+        let l = step(&l, cpu(0.7), 13_000, &p());
+        assert_eq!(l.state, EdgeState::Up);
+        let bw = Event::Report(Load {
+            cpu: 0.1,
+            egress_gbps: 9.5,
+            capacity_gbps: 10.0,
+            connections: 1,
+            max_connections: 100,
+            draining: false,
+        });
+        assert_eq!(step(&up_at(10_000), bw, 11_000, &p()).reasons, vec!["bandwidth"]);
+        let conns = Event::Report(Load {
+            cpu: 0.1,
+            egress_gbps: 0.0,
+            capacity_gbps: 10.0,
+            connections: 95,
+            max_connections: 100,
+            draining: false,
+        });
+        assert_eq!(step(&up_at(10_000), conns, 11_000, &p()).reasons, vec!["connections"]);
+    }
+
+    #[test]
+    fn readmitted_into_overloaded_when_loaded() {
+        let l = run(
+            Liveness::declared(),
+            &[(1000, cpu(0.99)), (2000, cpu(0.99)), (3000, cpu(0.99))],
+        );
+        assert_eq!(l.state, EdgeState::Overloaded);
+    }
+
+    #[test]
+    fn draining_is_immediate_and_needs_readmission_after() {
+        for start in [
+            up_at(10_000),
+            Liveness::declared(),
+            step(&up_at(10_000), cpu(0.99), 10_500, &p()),
+        ] {
+            let d = step(&start, drain(), 10_600, &p());
+            assert_eq!(d.state, EdgeState::Draining);
+            let l = run(d, &[(10_700, ok()), (10_800, ok())]);
+            assert_eq!(
+                l.state,
+                EdgeState::Down,
+                "a restarted edge is readmitted like any other"
+            );
+            assert_eq!(step(&l, ok(), 10_900, &p()).state, EdgeState::Up);
+        }
+    }
+
+    #[test]
+    fn labels_are_distinct() {
+        let s: std::collections::HashSet<_> = EdgeState::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(s.len(), 4);
+    }
+}
