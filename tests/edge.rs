@@ -270,6 +270,8 @@ async fn ranges_conditionals_head_and_bad_input() -> Result<()> {
     let r = c.request(Method::GET, &url, &[("if-none-match", &etag)]).await?;
     assert_eq!(r.status, 304);
     assert!(r.body.is_empty());
+    let r = c.request(Method::HEAD, &url, &[("range", "bytes=0-9")]).await?;
+    assert_eq!(r.status, 200, "Range applies to GET only");
     let r = c.request(Method::HEAD, &url, &[]).await?;
     assert_eq!(r.status, 200);
     assert!(r.body.is_empty());

@@ -121,15 +121,10 @@ impl Edge {
         })
     }
 
-    /// Largest object the memory tier admits.
-    pub fn max_object_size(&self) -> u64 {
-        self.cfg.cache.memory.capacity
-    }
-
     /// Called by a registered fill when it ends: it leaves the in-flight map
     /// only after its object was stored, so no request falls between the two.
     pub(crate) fn fill_done(&self, key: &CacheKey, fill: &Arc<Fill>) {
-        let mut p = self.pending.lock().expect("pending lock");
+        let mut p = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if p.fills.get(key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
             p.fills.remove(key);
         }
@@ -204,9 +199,9 @@ impl Edge {
             return self.serve_object(req, obj, CacheStatus::Hit, now, access);
         }
         let (plan, fill) = {
-            let mut p = self.pending.lock().expect("pending lock");
+            let mut p = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let in_flight = p.fills.get(&key).cloned();
-            if stored.is_none() && in_flight.is_none() {
+            if in_flight.is_none() {
                 // A fill may have stored its object and left the map since
                 // we looked: look again under the lock (see `fill_done`).
                 stored = self.memory.get(&key);
@@ -303,9 +298,11 @@ impl Edge {
         status: CacheStatus,
         access: &mut AccessRecord,
     ) -> (StatusCode, HeaderMap, EdgeBody) {
-        let head = match fill.head().await {
-            Ok(h) => h,
-            Err(e) => {
+        let head = match (fill.head().await, fill.failure()) {
+            (Ok(h), None) => h,
+            // Failed before or while streaming: nothing reached this client
+            // yet, so it gets a clean error rather than a cut body.
+            (Err(e), _) | (Ok(_), Some(e)) => {
                 access.cache = status;
                 return error(e.status(), &e.to_string(), HeaderMap::new());
             }
@@ -331,7 +328,11 @@ impl Edge {
             req,
             &head,
             head.content_length,
-            Some(Duration::ZERO),
+            Some(
+                head.freshness
+                    .as_ref()
+                    .map_or(Duration::ZERO, |f| f.age(SystemTime::now())),
+            ),
             outcome,
             |start, len| EdgeBody::Fill(FillBody::new(fill.clone(), start, Some(len))),
         )
@@ -386,7 +387,9 @@ impl Edge {
                 if is_head { EdgeBody::Empty } else { slice(0, u64::MAX) },
             );
         };
-        let wanted = match range::parse(req.headers.get(header::RANGE)) {
+        // Range is defined for GET only (RFC 9110 §14.2): HEAD gets the 200 head.
+        let range_header = if is_head { None } else { req.headers.get(header::RANGE) };
+        let wanted = match range::parse(range_header) {
             RangeRequest::Single(spec)
                 if range::if_range_allows(
                     req.headers.get(header::IF_RANGE),

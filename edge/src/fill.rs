@@ -38,7 +38,7 @@ impl Fill {
     }
 
     fn update<R>(&self, f: impl FnOnce(&mut FillState) -> R) -> R {
-        let r = f(&mut self.state.lock().expect("fill lock"));
+        let r = f(&mut self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         self.notify.notify_waiters();
         r
     }
@@ -48,7 +48,7 @@ impl Fill {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(t) = check(&self.state.lock().expect("fill lock")) {
+            if let Some(t) = check(&self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)) {
                 return t;
             }
             notified.await;
@@ -74,6 +74,14 @@ impl Fill {
             ReadStep::Pending => None,
         })
         .await
+    }
+
+    /// The failure, if the fill already failed (even mid-body).
+    pub fn failure(&self) -> Option<FetchError> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .failure()
     }
 
     pub fn is_stale_on_error(&self) -> bool {
@@ -145,29 +153,54 @@ fn retryable(status: StatusCode) -> bool {
     matches!(status.as_u16(), 502..=504)
 }
 
+/// Ends a fill however its task ends (normally, by error, or by a panic):
+/// waiters learn of a failure instead of waiting forever, and a registered
+/// fill leaves the in-flight map.
+struct FillGuard {
+    edge: Arc<Edge>,
+    key: CacheKey,
+    fill: Arc<Fill>,
+    registered: bool,
+}
+
+impl Drop for FillGuard {
+    fn drop(&mut self) {
+        self.fill
+            .update(|s| s.fail(FetchError::Upstream("fill ended unexpectedly (internal)".into())));
+        if self.registered {
+            self.edge.fill_done(&self.key, &self.fill);
+        }
+        self.edge.metrics.fills_in_flight.dec();
+    }
+}
+
 /// Run a fill to its end. `stale` is the stored copy being revalidated,
 /// if any; `store` says whether the result may enter the cache (false for
-/// a pass-through fetch).
+/// a pass-through fetch, which is also not in the in-flight map).
 pub async fn run(edge: Arc<Edge>, key: CacheKey, fill: Arc<Fill>, stale: Option<Arc<CachedObject>>, store: bool) {
     edge.metrics.fills_in_flight.inc();
-    let outcome = fetch(&edge, &key, &fill, stale.as_deref(), store).await;
-    edge.metrics
+    let guard = FillGuard {
+        edge,
+        key,
+        fill,
+        registered: store,
+    };
+    let outcome = fetch(&guard.edge, &guard.key, &guard.fill, stale.as_deref(), store).await;
+    guard
+        .edge
+        .metrics
         .upstream_fetches
         .with_label_values(&[outcome.as_ref().map_or_else(|e| e.as_str(), |_| "ok")])
         .inc();
     if let Err(e) = outcome {
-        tracing::warn!(key = %key, error = %e, "upstream fill failed");
+        tracing::warn!(key = %guard.key, error = %e, "upstream fill failed");
     }
-    if store {
-        edge.fill_done(&key, &fill);
-    }
-    edge.metrics.fills_in_flight.dec();
 }
 
 async fn fetch(
     edge: &Edge,
     key: &CacheKey,
-    fill: &Fill,
+    fill: &Arc<Fill>,
     stale: Option<&CachedObject>,
     store: bool,
 ) -> Result<(), FetchError> {
@@ -184,7 +217,11 @@ async fn fetch(
             Err(_) => true,
         };
         if retry && attempt < edge.cfg.upstream.retries {
-            let backoff = edge.cfg.upstream.retry_backoff * 2u32.saturating_pow(attempt);
+            let backoff = edge
+                .cfg
+                .upstream
+                .retry_backoff
+                .saturating_mul(2u32.saturating_pow(attempt));
             tokio::time::sleep(backoff).await;
             attempt += 1;
             edge.metrics.upstream_retries.inc();
@@ -207,21 +244,31 @@ async fn fetch(
     };
     let status = resp.status();
     if let (Some(s), StatusCode::NOT_MODIFIED) = (stale, status) {
-        // Revalidated: the stored body stands, with refreshed headers.
+        // Revalidated: the stored body stands, with the 304's headers.
         let mut merged = s.head.headers.clone();
         for (k, v) in resp.headers() {
             merged.insert(k.clone(), v.clone());
         }
-        let fresh = freshness::freshness(s.head.status, &merged, now, edge.heuristic)
-            .unwrap_or_else(|_| s.freshness.refreshed(None, now));
-        let head = Arc::new(s.head.updated_by_304(resp.headers(), fresh));
+        let mut head = s.head.updated_by_304(resp.headers(), s.freshness.refreshed(None, now));
+        let fresh = freshness::freshness(s.head.status, &merged, now, edge.heuristic);
+        head.freshness = fresh;
+        let freshness = fresh.unwrap_or_else(|_| s.freshness.refreshed(None, now));
         let obj = Arc::new(CachedObject {
-            head,
+            head: Arc::new(head),
             body: s.body.clone(),
-            freshness: fresh,
+            freshness,
         });
-        if store {
-            edge.memory.insert(key.clone(), obj.clone());
+        match fresh {
+            Ok(_) if store => {
+                edge.memory.insert(key.clone(), obj.clone());
+            }
+            Ok(_) => {}
+            Err(reason) => {
+                // The 304 made it private, no-store or cookie-setting: the
+                // old copy goes, and only the request that asked gets this.
+                edge.memory.remove(key);
+                edge.metrics.uncacheable.with_label_values(&[reason.as_str()]).inc();
+            }
         }
         fill.publish_object(&obj);
         return Ok(());
@@ -236,22 +283,37 @@ async fn fetch(
     let fresh = freshness::freshness(status, resp.headers(), now, edge.heuristic);
     let mut head = ObjectHead::from_upstream(status, resp.headers(), fresh);
     if let (Some(len), true) = (head.content_length, head.is_storable()) {
-        if len > edge.max_object_size() {
-            head.freshness = Err(freshness::NotStorable::Status);
-            edge.metrics.uncacheable.with_label_values(&["too-large"]).inc();
+        if len > edge.memory.max_weight() {
+            head.freshness = Err(freshness::NotStorable::TooLarge);
         }
     }
     if let Err(reason) = head.freshness {
         edge.metrics.uncacheable.with_label_values(&[reason.as_str()]).inc();
-        if store {
+        if stale.is_some() {
+            edge.memory.remove(key);
+        }
+        // Only answers nobody else may use are remembered, so later
+        // requests go straight upstream instead of queueing; error statuses
+        // and oversized objects keep collapsing.
+        if store && !reason.shareable() {
             edge.mark_uncacheable(key, now);
         }
     }
+    let will_store = store && head.is_storable();
     let head = Arc::new(head);
     fill.update(|s| s.publish_head(head.clone()))
         .map_err(|v| FetchError::Upstream(v.to_string()))?;
+    // References held by this task and, when registered, the in-flight map:
+    // at or below this count nobody is reading.
+    let unread = 1 + usize::from(store);
     let body = resp.body_mut();
     loop {
+        if !will_store && Arc::strong_count(fill) <= unread {
+            // Nothing will be stored and every reader left: stop fetching.
+            let e = FetchError::Upstream("all readers left an unstored fill".into());
+            fill.update(|s| s.fail(e.clone()));
+            return Ok(());
+        }
         match up.next_chunk(body).await {
             Ok(Some(chunk)) => fill
                 .update(|s| s.push(chunk))
@@ -263,13 +325,14 @@ async fn fetch(
             }
         }
     }
-    let (result, body) = fill.update(|s| (s.complete(), s.body()));
+    let (result, chunks) = fill.update(|s| (s.complete(), if will_store { s.chunks() } else { None }));
     match result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e),
         Err(v) => return Err(FetchError::Upstream(v.to_string())),
     }
-    if let (true, Ok(fr), Some(body)) = (store, head.freshness, body) {
+    if let (Ok(fr), Some(chunks)) = (head.freshness, chunks) {
+        let body = crate::cache::lock::concat(&chunks);
         let obj = Arc::new(CachedObject {
             head: head.clone(),
             body,

@@ -36,6 +36,8 @@ pub enum NotStorable {
     Vary,
     NoFreshness,
     Partial,
+    /// Larger than the memory tier admits.
+    TooLarge,
 }
 
 impl NotStorable {
@@ -48,7 +50,16 @@ impl NotStorable {
             NotStorable::Vary => "vary",
             NotStorable::NoFreshness => "no-freshness",
             NotStorable::Partial => "partial",
+            NotStorable::TooLarge => "too-large",
         }
+    }
+
+    /// May the response still be handed to other requests waiting for the
+    /// same fetch? Error statuses and oversized objects are the same for
+    /// everyone; private, cookie-setting, varying or unvalidated answers
+    /// are not ours to share.
+    pub fn shareable(self) -> bool {
+        matches!(self, NotStorable::Status | NotStorable::Partial | NotStorable::TooLarge)
     }
 }
 
@@ -84,14 +95,15 @@ pub enum Age {
 impl Freshness {
     /// Current age (RFC 9111 §4.2.3).
     pub fn age(&self, now: SystemTime) -> Duration {
-        self.initial_age + now.duration_since(self.stored_at).unwrap_or_default()
+        self.initial_age
+            .saturating_add(now.duration_since(self.stored_at).unwrap_or_default())
     }
 
     pub fn state(&self, now: SystemTime) -> Age {
         let age = self.age(now);
         if age < self.lifetime {
             Age::Fresh
-        } else if !self.must_revalidate && age < self.lifetime + self.stale_while_revalidate {
+        } else if !self.must_revalidate && age < self.lifetime.saturating_add(self.stale_while_revalidate) {
             Age::StaleWhileRevalidate
         } else {
             Age::Stale
@@ -100,7 +112,7 @@ impl Freshness {
 
     /// May a stale copy stand in for an upstream error at `now`?
     pub fn usable_on_error(&self, now: SystemTime) -> bool {
-        !self.must_revalidate && self.age(now) < self.lifetime + self.stale_if_error
+        !self.must_revalidate && self.age(now) < self.lifetime.saturating_add(self.stale_if_error)
     }
 
     /// Reset the clock after a successful revalidation (304), taking the
@@ -140,7 +152,8 @@ fn directives(headers: &HeaderMap) -> Directives {
                 Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
                 None => (part.trim(), None),
             };
-            let secs = || arg.and_then(|a| a.parse::<u64>().ok());
+            // Delta-seconds beyond 2^31 mean 2^31 (RFC 9111 §1.2.2).
+            let secs = || arg.and_then(delta_seconds);
             match name.to_ascii_lowercase().as_str() {
                 "no-store" => d.no_store = true,
                 // `private="field"` only restricts those fields; we treat any
@@ -162,6 +175,17 @@ fn directives(headers: &HeaderMap) -> Directives {
         }
     }
     d
+}
+
+/// Largest delta-seconds value honoured (RFC 9111 §1.2.2).
+pub const MAX_DELTA_SECONDS: u64 = 1 << 31;
+
+fn delta_seconds(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // All digits: only overflow can fail, and that means "very large".
+    Some(s.parse::<u64>().unwrap_or(MAX_DELTA_SECONDS).min(MAX_DELTA_SECONDS))
 }
 
 fn date(headers: &HeaderMap, name: header::HeaderName) -> Option<SystemTime> {
@@ -242,7 +266,7 @@ pub fn freshness(
     let age_hdr = headers
         .get(header::AGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok())
+        .and_then(|s| delta_seconds(s.trim()))
         .map(Duration::from_secs)
         .unwrap_or_default();
     Ok(Freshness {
@@ -395,6 +419,37 @@ mod tests {
         let r = fr.refreshed(None, at(100));
         assert_eq!(r.state(at(105)), Age::Fresh);
         assert_eq!(r.state(at(110)), Age::Stale);
+    }
+
+    #[test]
+    fn huge_numbers_are_capped_not_panics() {
+        let fr = f(&[
+            (
+                "cache-control",
+                "max-age=99999999999999999999999, stale-if-error=18446744073709551615",
+            ),
+            ("age", "18446744073709551615"),
+        ])
+        .unwrap();
+        assert_eq!(fr.lifetime, Duration::from_secs(MAX_DELTA_SECONDS));
+        let later = t0() + Duration::from_secs(10);
+        let _ = fr.state(later);
+        let _ = fr.usable_on_error(later);
+        assert_eq!(fr.age(later), Duration::from_secs(MAX_DELTA_SECONDS + 10));
+    }
+
+    #[test]
+    fn shareability() {
+        assert!(NotStorable::Status.shareable() && NotStorable::TooLarge.shareable());
+        for r in [
+            NotStorable::Private,
+            NotStorable::NoStore,
+            NotStorable::SetCookie,
+            NotStorable::Vary,
+            NotStorable::NoFreshness,
+        ] {
+            assert!(!r.shareable(), "{r:?}");
+        }
     }
 
     #[test]

@@ -131,6 +131,15 @@ pub fn normalize_path(raw: &str) -> Result<String, KeyError> {
             i += 1;
             continue;
         }
+        if b >= 0x80 {
+            // Raw UTF-8 becomes its percent-encoded form, so both spellings
+            // share one key and the upstream target stays ASCII.
+            out.push('%');
+            out.push(char::from(b"0123456789ABCDEF"[(b >> 4) as usize]));
+            out.push(char::from(b"0123456789ABCDEF"[(b & 15) as usize]));
+            i += 1;
+            continue;
+        }
         out.push(b as char);
         i += 1;
     }
@@ -174,6 +183,8 @@ mod tests {
         assert_eq!(key("//a///b.m4s").unwrap(), "/a/b.m4s");
         assert_eq!(key("/a%2fb").unwrap(), "/a%2Fb");
         assert_eq!(key("/a b").unwrap(), "/a b");
+        assert_eq!(key("/vid\u{e9}/s.m4s").unwrap(), "/vid%C3%A9/s.m4s");
+        assert_eq!(key("/vid%c3%a9/s.m4s").unwrap(), "/vid%C3%A9/s.m4s");
     }
 
     #[test]

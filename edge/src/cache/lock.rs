@@ -83,10 +83,11 @@ pub fn plan(stored: Option<Age>, in_flight: bool, uncacheable: bool) -> Plan {
 
 /// May a request that joined a fill use its response? The request that
 /// started the fill always may; others only when the response is
-/// shareable (storable). A follower that may not goes upstream alone, so
-/// a `private` answer is never handed to a second client.
+/// shareable (see [`NotStorable::shareable`](super::NotStorable::shareable)).
+/// A follower that may not goes upstream alone, so a `private` answer is
+/// never handed to a second client.
 pub fn follower_may_use(is_owner: bool, head: &ObjectHead) -> bool {
-    is_owner || head.is_storable()
+    is_owner || head.is_shareable()
 }
 
 /// A transition the fill's writer was not allowed to make: a bug in the
@@ -227,6 +228,14 @@ impl FillState {
         }
     }
 
+    /// The failure, if the fill failed (even after its head was published).
+    pub fn failure(&self) -> Option<FetchError> {
+        match &self.end {
+            End::Failed(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
     pub fn is_ended(&self) -> bool {
         self.end != End::Open
     }
@@ -235,22 +244,30 @@ impl FillState {
         self.received
     }
 
-    /// The whole body as one buffer, once complete (one copy per fill).
+    /// The body's chunks, once complete (cheap: reference-counted).
+    pub fn chunks(&self) -> Option<Vec<Bytes>> {
+        (self.end == End::Complete).then(|| self.chunks.clone())
+    }
+
+    /// The whole body as one buffer, once complete.
     pub fn body(&self) -> Option<Bytes> {
-        if self.end != End::Complete {
-            return None;
-        }
-        Some(match self.chunks.len() {
-            0 => Bytes::new(),
-            1 => self.chunks[0].clone(),
-            _ => {
-                let mut buf = bytes::BytesMut::with_capacity(self.received as usize);
-                for c in &self.chunks {
-                    buf.extend_from_slice(c);
-                }
-                buf.freeze()
+        self.chunks().map(|c| concat(&c))
+    }
+}
+
+/// Join chunks into one buffer: the one copy a stored fill costs (done by
+/// the caller outside any lock).
+pub fn concat(chunks: &[Bytes]) -> Bytes {
+    match chunks {
+        [] => Bytes::new(),
+        [one] => one.clone(),
+        many => {
+            let mut buf = bytes::BytesMut::with_capacity(many.iter().map(Bytes::len).sum());
+            for c in many {
+                buf.extend_from_slice(c);
             }
-        })
+            buf.freeze()
+        }
     }
 }
 

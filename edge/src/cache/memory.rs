@@ -71,12 +71,16 @@ pub struct MemoryTier {
 /// Shards of the quick_cache: each shard holds capacity/shards bytes and an
 /// object must fit in one shard, so big segments want few shards.
 fn shards_for(capacity: u64) -> usize {
-    let per_shard = 64 << 20;
+    let per_shard = 256 << 20;
     ((capacity / per_shard) as usize)
         .clamp(1, 16)
         .next_power_of_two()
         .min(16)
 }
+
+/// Share of each shard for the main (hot) queue; the rest is S3-FIFO's
+/// small probationary queue, sized like the paper's 10%.
+const HOT_ALLOCATION: f64 = 0.9;
 
 impl MemoryTier {
     pub fn new(policy: Policy, capacity: u64) -> Self {
@@ -87,6 +91,7 @@ impl MemoryTier {
                     .estimated_items_capacity((capacity / (512 << 10)).clamp(16, 1 << 20) as usize)
                     .weight_capacity(capacity)
                     .shards(shards_for(capacity))
+                    .hot_allocation(HOT_ALLOCATION)
                     .build()
                     .expect("valid quick_cache options");
                 Inner::Quick(Quick::with_options(
@@ -115,22 +120,30 @@ impl MemoryTier {
         }
     }
 
-    /// Store an object. Objects larger than the tier (or, for s3-fifo,
-    /// than one shard) are not admitted; returns whether it was.
-    pub fn insert(&self, key: CacheKey, obj: Obj) -> bool {
-        let w = obj.weight();
+    /// The heaviest object the tier admits: for s3-fifo, what fits in one
+    /// shard's main queue (quick_cache refuses larger ones).
+    pub fn max_weight(&self) -> u64 {
         match &self.inner {
             Inner::Quick(c) => {
-                if w > c.capacity() / shards_for(self.capacity) as u64 {
-                    return false;
-                }
+                ((c.capacity() / shards_for(self.capacity) as u64) as f64 * HOT_ALLOCATION * 0.95) as u64
+            }
+            Inner::Lru(_) => self.capacity,
+        }
+    }
+
+    /// Store an object. Objects heavier than [`Self::max_weight`] are not
+    /// admitted; returns whether it was.
+    pub fn insert(&self, key: CacheKey, obj: Obj) -> bool {
+        let w = obj.weight();
+        if w > self.max_weight() {
+            return false;
+        }
+        match &self.inner {
+            Inner::Quick(c) => {
                 c.insert(key, obj);
                 true
             }
             Inner::Lru(m) => {
-                if w > self.capacity {
-                    return false;
-                }
                 let mut t = m.lock().expect("lru lock");
                 if let Some(old) = t.map.put(key, obj) {
                     t.bytes -= old.weight();

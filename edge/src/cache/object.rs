@@ -102,6 +102,11 @@ impl ObjectHead {
     pub fn is_storable(&self) -> bool {
         self.freshness.is_ok()
     }
+
+    /// May requests other than the one that started the fetch use it?
+    pub fn is_shareable(&self) -> bool {
+        self.freshness.as_ref().map_or_else(|r| r.shareable(), |_| true)
+    }
 }
 
 /// A stored response.

@@ -90,7 +90,7 @@ impl Outcome {
             CacheStatus::None => return None,
             CacheStatus::Hit => v.push_str("; hit"),
             CacheStatus::StaleHit => v.push_str("; hit; detail=stale-while-revalidate"),
-            CacheStatus::StaleOnError => v.push_str("; hit; detail=stale-if-error"),
+            CacheStatus::StaleOnError => v.push_str("; fwd=stale; detail=stale-if-error"),
             CacheStatus::Miss => v.push_str("; fwd=miss"),
             CacheStatus::Collapsed => v.push_str("; fwd=miss; collapsed"),
             CacheStatus::Revalidated => v.push_str("; fwd=stale"),
