@@ -3,7 +3,7 @@
 //!
 //! Invariant: nothing in here does IO, reads a clock or spawns a task.
 //! Callers pass `now`; the async shells live in `crate::fill` and
-//! `crate::handler`.
+//! `crate::edge`.
 
 pub mod conditional;
 pub mod freshness;

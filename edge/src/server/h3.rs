@@ -118,7 +118,9 @@ async fn connection(conn: quinn::Connection, edge: Arc<Edge>, requests: TaskTrac
             r = h3conn.accept() => r,
             _ = shutdown.wait(), if !draining => {
                 draining = true;
-                let _ = h3conn.shutdown(0).await;
+                // GOAWAY names the stream after the last accepted one, so every
+                // accepted request counts as processed (RFC 9114 §5.2).
+                let _ = h3conn.shutdown(1).await;
                 continue;
             }
         };
