@@ -412,7 +412,7 @@ impl Edge {
                 (StatusCode::RANGE_NOT_SATISFIABLE, headers, EdgeBody::Empty)
             }
             Some(Resolved::Partial { start, end }) => {
-                let n = Resolved::len(start, end);
+                let n = end - start + 1;
                 headers.insert(
                     header::CONTENT_RANGE,
                     HeaderValue::from_str(&range::content_range(start, end, len)).expect("ascii"),
@@ -457,7 +457,7 @@ pub struct AccessRecord {
     edge: Arc<Edge>,
     proto: Proto,
     method: Method,
-    path: String,
+    uri: Uri,
     key: String,
     pub status: StatusCode,
     pub cache: CacheStatus,
@@ -468,12 +468,11 @@ pub struct AccessRecord {
 
 impl AccessRecord {
     fn new(edge: Arc<Edge>, req: &RequestHead, started: Instant) -> Self {
-        let path: String = req.uri.path().chars().take(512).collect();
         Self {
             edge,
             proto: req.proto,
             method: req.method.clone(),
-            path,
+            uri: req.uri.clone(),
             key: String::new(),
             status: StatusCode::OK,
             cache: CacheStatus::None,
@@ -496,7 +495,7 @@ impl Drop for AccessRecord {
             target: "access",
             proto,
             method = %self.method,
-            path = %self.path,
+            path = %self.uri.path().get(..512).unwrap_or(self.uri.path()),
             key = %self.key,
             status = self.status.as_u16(),
             cache = self.cache.as_str(),

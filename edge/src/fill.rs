@@ -249,10 +249,10 @@ async fn fetch(
         for (k, v) in resp.headers() {
             merged.insert(k.clone(), v.clone());
         }
-        let mut head = s.head.updated_by_304(resp.headers(), s.freshness.refreshed(None, now));
+        let mut head = s.head.updated_by_304(resp.headers(), s.freshness.refreshed(now));
         let fresh = freshness::freshness(s.head.status, &merged, now, edge.heuristic);
         head.freshness = fresh;
-        let freshness = fresh.unwrap_or_else(|_| s.freshness.refreshed(None, now));
+        let freshness = fresh.unwrap_or_else(|_| s.freshness.refreshed(now));
         let obj = Arc::new(CachedObject {
             head: Arc::new(head),
             body: s.body.clone(),

@@ -76,10 +76,6 @@ impl Upstream {
         })
     }
 
-    pub fn idle_timeout(&self) -> Duration {
-        self.idle_timeout
-    }
-
     /// Send one GET for `target` (a normalized path and query) to the
     /// upstream chosen by `attempt` and wait for the response head.
     pub async fn get(

@@ -115,16 +115,13 @@ impl Freshness {
         !self.must_revalidate && self.age(now) < self.lifetime.saturating_add(self.stale_if_error)
     }
 
-    /// Reset the clock after a successful revalidation (304), taking the
-    /// 304's own freshness headers when it has them.
-    pub fn refreshed(&self, updated: Option<Freshness>, now: SystemTime) -> Freshness {
-        match updated {
-            Some(f) => f,
-            None => Freshness {
-                stored_at: now,
-                initial_age: Duration::ZERO,
-                ..*self
-            },
+    /// Reset the clock after a successful revalidation (304) whose headers
+    /// carried no freshness of their own.
+    pub fn refreshed(&self, now: SystemTime) -> Freshness {
+        Freshness {
+            stored_at: now,
+            initial_age: Duration::ZERO,
+            ..*self
         }
     }
 }
@@ -416,7 +413,7 @@ mod tests {
         let fr = f(&[("cache-control", "public, max-age=31536000, immutable")]).unwrap();
         assert!(fr.immutable);
         let fr = f(&[("cache-control", "max-age=10")]).unwrap();
-        let r = fr.refreshed(None, at(100));
+        let r = fr.refreshed(at(100));
         assert_eq!(r.state(at(105)), Age::Fresh);
         assert_eq!(r.state(at(110)), Age::Stale);
     }

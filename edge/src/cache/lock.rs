@@ -236,10 +236,6 @@ impl FillState {
         }
     }
 
-    pub fn is_ended(&self) -> bool {
-        self.end != End::Open
-    }
-
     pub fn received(&self) -> u64 {
         self.received
     }
@@ -247,11 +243,6 @@ impl FillState {
     /// The body's chunks, once complete (cheap: reference-counted).
     pub fn chunks(&self) -> Option<Vec<Bytes>> {
         (self.end == End::Complete).then(|| self.chunks.clone())
-    }
-
-    /// The whole body as one buffer, once complete.
-    pub fn body(&self) -> Option<Bytes> {
-        self.chunks().map(|c| concat(&c))
     }
 }
 
@@ -341,7 +332,7 @@ mod tests {
         assert_eq!(f.complete().unwrap(), Ok(()));
         assert_eq!(f.read(1), ReadStep::Chunk(Bytes::from_static(b"def")));
         assert_eq!(f.read(2), ReadStep::End);
-        assert_eq!(f.body().unwrap(), Bytes::from_static(b"abcdef"));
+        assert_eq!(concat(&f.chunks().unwrap()), Bytes::from_static(b"abcdef"));
         assert_eq!(f.received(), 6);
     }
 
@@ -362,7 +353,7 @@ mod tests {
             matches!(f.read(0), ReadStep::Failed(_)),
             "readers learn of the failure, even mid-body"
         );
-        assert_eq!(f.body(), None);
+        assert_eq!(f.chunks(), None);
     }
 
     #[test]
@@ -370,7 +361,7 @@ mod tests {
         let mut f = FillState::new();
         f.fail(FetchError::Timeout("first byte".into()));
         assert!(matches!(f.head(), HeadStep::Failed(FetchError::Timeout(_))));
-        assert!(f.is_ended());
+        assert!(f.failure().is_some());
         f.fail(FetchError::Connect("x".into()));
         assert!(
             matches!(f.head(), HeadStep::Failed(FetchError::Timeout(_))),

@@ -34,12 +34,6 @@ pub enum Resolved {
     Unsatisfiable,
 }
 
-impl Resolved {
-    pub fn len(start: u64, end: u64) -> u64 {
-        end - start + 1
-    }
-}
-
 /// Parse a `Range` header value.
 pub fn parse(value: Option<&HeaderValue>) -> RangeRequest {
     let Some(v) = value.and_then(|v| v.to_str().ok()) else {
