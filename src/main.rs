@@ -33,10 +33,10 @@ enum Command {
         #[arg(long, default_value = "configs/edge.toml")]
         config: PathBuf,
     },
-    /// Collect edge health reports and stream edge state (not yet available).
+    /// Collect signed edge health reports and stream edge state to steering.
     CacheControl {
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[arg(long, default_value = "configs/cache-control.toml")]
+        config: PathBuf,
     },
     /// Steering and the playback API (not yet available).
     Steering {
@@ -107,7 +107,11 @@ fn run(cli: Cli) -> Result<()> {
                 );
                 Ok(())
             }
-            Command::CacheControl { .. } => not_yet("cache-control", 3),
+            Command::CacheControl { config } => {
+                let cfg = load_config(&config)?;
+                shutdown.on_signals();
+                outpost_cache_control::run(cfg, shutdown).await.context("cache-control")
+            }
             Command::Steering { .. } => not_yet("steering", 4),
             Command::Demo { state_dir } => demo::run(&state_dir).await,
             Command::Bench { .. } => not_yet("bench", 6),

@@ -9,35 +9,7 @@
 //!   not flap.
 //! - A report with `draining` ⇒ `draining` at once.
 
-use serde::Serialize;
-
-/// What cache-control believes about an edge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EdgeState {
-    Up,
-    Overloaded,
-    Draining,
-    Down,
-}
-
-impl EdgeState {
-    pub const ALL: [EdgeState; 4] = [
-        EdgeState::Up,
-        EdgeState::Overloaded,
-        EdgeState::Draining,
-        EdgeState::Down,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EdgeState::Up => "up",
-            EdgeState::Overloaded => "overloaded",
-            EdgeState::Draining => "draining",
-            EdgeState::Down => "down",
-        }
-    }
-}
+pub use outpost_proto::EdgeState;
 
 /// Load thresholds; fractions of the edge's own declared capacity.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -31,7 +31,7 @@ pub struct EdgeConfig {
     /// How long in-flight responses may run after SIGTERM. Default: 10s.
     #[serde(default = "d::<10>", deserialize_with = "de::duration")]
     pub shutdown_grace: Duration,
-    pub tls: TlsConfig,
+    pub tls: outpost_svc::tls::ServerTls,
     pub upstream: UpstreamConfig,
     #[serde(default)]
     pub cache: CacheConfig,
@@ -39,41 +39,17 @@ pub struct EdgeConfig {
     pub http3: Http3Config,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Where this edge is and whom it serves (sent in health reports).
+    #[serde(default)]
+    pub site: SiteConfig,
+    /// Health reports to cache-control. Default: none (the edge does not
+    /// report, and steering will not know it).
+    #[serde(default)]
+    pub report: Option<ReportConfig>,
 }
 
 fn default_id() -> String {
     "edge".into()
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM certificate chain (leaf first). Required. Relative paths are
-    /// relative to the working directory.
-    pub cert: PathBuf,
-    /// PEM private key. Required.
-    pub key: PathBuf,
-    /// When the files are missing, generate a local CA (`ca.crt`/`ca.key`
-    /// beside `cert`) and a leaf for localhost, 127.0.0.1, ::1, the listen
-    /// address and `names`. For loopback use only. Default: false.
-    #[serde(default)]
-    pub generate: bool,
-    /// Extra DNS names / IPs for a generated leaf. Default: none.
-    #[serde(default)]
-    pub names: Vec<String>,
-    /// More certificates chosen by SNI; clients without SNI (or with an
-    /// unknown name) get `cert`. Default: none.
-    #[serde(default)]
-    pub sni: Vec<SniCert>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SniCert {
-    /// Server name this certificate answers for.
-    pub name: String,
-    pub cert: PathBuf,
-    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -256,6 +232,108 @@ pub struct LimitsConfig {
     pub client_idle_timeout: Duration,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// Site name (a PoP or an ISP location). Default: "local".
+    #[serde(default = "default_site")]
+    pub name: String,
+    /// Latitude in degrees. Default: 0.
+    #[serde(default)]
+    pub lat: f64,
+    /// Longitude in degrees. Default: 0.
+    #[serde(default)]
+    pub lon: f64,
+    /// ASNs of the ISPs this edge is embedded in. Default: none (an IXP
+    /// or transit site).
+    #[serde(default)]
+    pub asns: Vec<u32>,
+    /// Client prefixes (CIDR) the ISP sends to this edge. Default: none.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+}
+
+fn default_site() -> String {
+    "local".into()
+}
+
+impl Default for SiteConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// Cache-control replica base URLs (https://host:port); every report
+    /// goes to all of them. Required, at least one.
+    pub cache_control: Vec<String>,
+    /// PEM CA bundle that signed the replicas' certificates. Required.
+    pub ca: PathBuf,
+    /// Key id the replicas know this edge's secret by. Default: the edge id.
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// Shared HMAC secret, or `file:/path`. At least 16 bytes. Required.
+    #[serde(deserialize_with = "de::secret")]
+    pub secret: Vec<u8>,
+    /// How often to report. Default: 1s.
+    #[serde(default = "d::<1>", deserialize_with = "de::duration")]
+    pub interval: Duration,
+    /// Per-request timeout (connect + answer). Default: 1s.
+    #[serde(default = "d::<1>", deserialize_with = "de::duration")]
+    pub timeout: Duration,
+    /// The URLs players use for this edge. Default: `https://<listen>`.
+    #[serde(default)]
+    pub public_urls: Vec<String>,
+    /// Egress capacity in Gbit/s (load = egress / capacity). Default: 10.
+    #[serde(default = "default_capacity_gbps")]
+    pub capacity_gbps: f64,
+    /// Connections this edge is sized for. Default: 10000.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u64,
+    /// Leading path segments that name a title (`/synth/t0001/...` at 2
+    /// is `synth/t0001`), for the content digest. Default: 2.
+    #[serde(default = "default_title_depth")]
+    pub title_depth: usize,
+    /// Titles in the content digest (most requested in the interval).
+    /// Default: 32.
+    #[serde(default = "default_digest_titles")]
+    pub digest_titles: usize,
+}
+
+fn default_capacity_gbps() -> f64 {
+    10.0
+}
+fn default_max_connections() -> u64 {
+    10_000
+}
+fn default_title_depth() -> usize {
+    2
+}
+fn default_digest_titles() -> usize {
+    32
+}
+
+impl ReportConfig {
+    pub fn key_id<'a>(&'a self, edge_id: &'a str) -> &'a str {
+        self.key_id.as_deref().unwrap_or(edge_id)
+    }
+}
+
+/// `addr/len` with a valid address and prefix length.
+pub fn valid_cidr(s: &str) -> bool {
+    let Some((addr, len)) = s.split_once('/') else {
+        return false;
+    };
+    let Ok(len) = len.parse::<u8>() else { return false };
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => len <= 32,
+        Ok(std::net::IpAddr::V6(_)) => len <= 128,
+        Err(_) => false,
+    }
+}
+
 fn default_header_bytes() -> u64 {
     16 << 10
 }
@@ -325,6 +403,50 @@ impl Validate for EdgeConfig {
         }
         if self.http3.max_concurrent_streams == 0 {
             return Err(Invalid::new("http3.max_concurrent_streams", "must be positive"));
+        }
+        if !(-90.0..=90.0).contains(&self.site.lat) || !(-180.0..=180.0).contains(&self.site.lon) {
+            return Err(Invalid::new(
+                "site.lat",
+                "lat must be in [-90, 90] and lon in [-180, 180]",
+            ));
+        }
+        for (i, p) in self.site.prefixes.iter().enumerate() {
+            if !valid_cidr(p) {
+                return Err(Invalid::new(
+                    format!("site.prefixes[{i}]"),
+                    format!("`{p}` is not a CIDR prefix"),
+                ));
+            }
+        }
+        if let Some(r) = &self.report {
+            if r.cache_control.is_empty() {
+                return Err(Invalid::new("report.cache_control", "needs at least one URL"));
+            }
+            for (i, u) in r.cache_control.iter().chain(&r.public_urls).enumerate() {
+                let ok = u
+                    .parse::<http::Uri>()
+                    .is_ok_and(|uri| uri.scheme_str() == Some("https") && uri.authority().is_some());
+                if !ok {
+                    let key = if i < r.cache_control.len() {
+                        format!("report.cache_control[{i}]")
+                    } else {
+                        format!("report.public_urls[{}]", i - r.cache_control.len())
+                    };
+                    return Err(Invalid::new(key, format!("`{u}` must be an https:// URL with a host")));
+                }
+            }
+            if r.interval < Duration::from_millis(50) {
+                return Err(Invalid::new("report.interval", "must be at least 50ms"));
+            }
+            if !(r.capacity_gbps > 0.0 && r.capacity_gbps.is_finite()) {
+                return Err(Invalid::new("report.capacity_gbps", "must be positive"));
+            }
+            if r.max_connections == 0 {
+                return Err(Invalid::new("report.max_connections", "must be positive"));
+            }
+            if r.title_depth == 0 {
+                return Err(Invalid::new("report.title_depth", "must be at least 1"));
+            }
         }
         if self.limits.max_header_bytes < 8192 {
             return Err(Invalid::new("limits.max_header_bytes", "must be at least 8KiB"));

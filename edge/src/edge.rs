@@ -96,6 +96,8 @@ pub struct Edge {
     pub upstream: Upstream,
     pub metrics: Metrics,
     pub heuristic: Heuristic,
+    /// Interval counters for health reports.
+    pub stats: crate::stats::Stats,
     pending: Mutex<Pending>,
 }
 
@@ -113,6 +115,7 @@ impl Edge {
             upstream,
             metrics,
             heuristic,
+            stats: Default::default(),
             pending: Mutex::new(Pending {
                 fills: HashMap::new(),
                 uncacheable: lru::LruCache::new(cap),
@@ -467,6 +470,12 @@ pub struct AccessRecord {
 }
 
 impl AccessRecord {
+    /// Body bytes just handed to the client.
+    pub fn sent(&mut self, n: u64) {
+        self.bytes += n;
+        self.edge.stats.sent(n);
+    }
+
     fn new(edge: Arc<Edge>, req: &RequestHead, started: Instant) -> Self {
         Self {
             edge,
@@ -491,6 +500,9 @@ impl Drop for AccessRecord {
             .with_label_values(&[proto, self.status.as_str(), self.cache.as_str()])
             .inc();
         m.bytes_sent.with_label_values(&[proto]).inc_by(self.bytes);
+        let depth = self.edge.cfg.report.as_ref().map_or(2, |r| r.title_depth);
+        let title = crate::stats::title_of(self.uri.path(), depth);
+        self.edge.stats.finished(title, self.cache, self.bytes);
         tracing::info!(
             target: "access",
             proto,

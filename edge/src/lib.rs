@@ -11,24 +11,33 @@
 //!
 //! Layout: [`cache`] is the pure core (no IO, no clock); [`fill`] and
 //! [`edge`] are the async request path; [`server`] holds the TCP and QUIC
-//! shells; [`upstream`] the client towards the parent or origin.
+//! shells; [`upstream`] the client towards the parent or origin;
+//! [`report`] pushes signed health reports to cache-control from the
+//! interval counters in [`stats`].
+//!
+//! Stopping: when the caller's `Shutdown` fires, the edge first reports
+//! `draining` to every cache-control replica (bounded by the report
+//! timeout), then stops accepting and lets in-flight responses finish
+//! within `shutdown_grace`. `POST /drain` and `/undrain` on the admin
+//! listener announce draining without stopping.
 
 pub mod cache;
 pub mod config;
 pub mod edge;
 pub mod fill;
 pub mod metrics;
+pub mod report;
 pub mod server;
+pub mod stats;
 pub mod upstream;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::EdgeConfig;
-use outpost_svc::tls::{self, CertResolver, LocalCertPaths, TlsError};
+use outpost_svc::tls::{self, TlsError};
 use outpost_svc::{AdminState, Shutdown};
 use tokio::task::JoinHandle;
 
@@ -53,6 +62,8 @@ pub struct RunningEdge {
     pub admin: SocketAddr,
     /// The request path, for in-process inspection (tests, bench).
     pub edge: Arc<edge::Edge>,
+    /// The health reporter, when `[report]` is configured.
+    pub reporter: Option<Arc<report::Reporter>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -66,36 +77,17 @@ impl RunningEdge {
     }
 }
 
-fn cert_resolver(cfg: &config::TlsConfig, listen: SocketAddr) -> Result<Arc<CertResolver>, TlsError> {
-    if cfg.generate {
-        let dir = cfg.cert.parent().map(PathBuf::from).unwrap_or_default();
-        let paths = LocalCertPaths {
-            ca_cert: dir.join("ca.crt"),
-            ca_key: dir.join("ca.key"),
-            cert: cfg.cert.clone(),
-            key: cfg.key.clone(),
-        };
-        let mut names = cfg.names.clone();
-        names.push(listen.ip().to_string());
-        if tls::ensure_local_certs(&paths, &names)? {
-            tracing::info!(cert = %paths.cert.display(), ca = %paths.ca_cert.display(), "generated a local CA and leaf certificate");
-        }
-    }
-    let mut resolver = CertResolver::new(tls::load_certified_key(&cfg.cert, &cfg.key)?);
-    for sni in &cfg.sni {
-        resolver.add(&sni.name, tls::load_certified_key(&sni.cert, &sni.key)?);
-    }
-    Ok(Arc::new(resolver))
-}
-
 /// Bind every listener and start serving; returns once the edge is ready.
-pub async fn start(cfg: EdgeConfig, shutdown: Shutdown) -> Result<RunningEdge, EdgeError> {
-    let resolver = cert_resolver(&cfg.tls, cfg.listen)?;
+/// `stop` asks the edge to drain and stop (see the crate docs).
+pub async fn start(cfg: EdgeConfig, stop: Shutdown) -> Result<RunningEdge, EdgeError> {
+    // Listeners stop on `shutdown`, which fires once draining was announced.
+    let shutdown = Shutdown::new();
+    let resolver = cfg.tls.resolver(cfg.listen.ip())?;
     let registry = prometheus::Registry::new();
     let metrics = metrics::Metrics::new(&registry);
     let upstream = upstream::Upstream::new(&cfg.upstream)?;
     let admin_state = AdminState::new(registry);
-    let admin = outpost_svc::serve_admin(cfg.admin, admin_state.clone(), shutdown.clone())
+    let admin = outpost_svc::serve_admin(cfg.admin, admin_state.clone(), stop.clone())
         .await
         .map_err(|source| EdgeError::Bind {
             addr: cfg.admin,
@@ -124,7 +116,37 @@ pub async fn start(cfg: EdgeConfig, shutdown: Shutdown) -> Result<RunningEdge, E
         up: AtomicBool::new(quic.is_some()),
         value: http::HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", addr.port())).expect("ascii"),
     });
+    let report_cfg = cfg.report.clone();
     let edge = edge::Edge::new(cfg, upstream, metrics);
+    let reporter = match report_cfg {
+        Some(rc) => Some(report::Reporter::new(edge.clone(), rc, addr)?),
+        None => None,
+    };
+    if let Some(r) = &reporter {
+        tokio::spawn(r.clone().run(Shutdown::new()));
+        for (path, draining) in [("/drain", true), ("/undrain", false)] {
+            let r = r.clone();
+            admin_state.on_post(
+                path,
+                Arc::new(move || {
+                    r.set_draining(draining);
+                    format!("draining: {draining}\n")
+                }),
+            );
+        }
+    }
+    {
+        let (stop, shutdown, reporter) = (stop.clone(), shutdown.clone(), reporter.clone());
+        tokio::spawn(async move {
+            stop.wait().await;
+            if let Some(r) = reporter {
+                r.set_draining(true);
+                let results = r.send_once().await;
+                tracing::info!(replicas = ?results, "announced draining");
+            }
+            shutdown.trigger();
+        });
+    }
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(server::tcp::serve(
         listener,
@@ -167,6 +189,7 @@ pub async fn start(cfg: EdgeConfig, shutdown: Shutdown) -> Result<RunningEdge, E
         addr,
         admin,
         edge,
+        reporter,
         tasks,
     })
 }

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub connections: prometheus::IntGaugeVec,
     /// Requests refused before the cache, by reason.
     pub refused: IntCounterVec,
+    /// Health reports sent, by outcome (accepted, refused, failed).
+    pub reports: IntCounterVec,
 }
 
 impl Metrics {
@@ -125,6 +127,13 @@ impl Metrics {
                 "outpost_edge_refused_total",
                 "Requests refused before reaching the cache",
                 &["reason"],
+                r
+            )
+            .expect("metric"),
+            reports: register_int_counter_vec_with_registry!(
+                "outpost_edge_health_reports_total",
+                "Health reports sent to cache-control replicas, by outcome",
+                &["outcome"],
                 r
             )
             .expect("metric"),

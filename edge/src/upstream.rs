@@ -111,8 +111,14 @@ impl Upstream {
                 "no response head from {authority} within {:?}",
                 self.first_byte_timeout
             ))),
-            Ok(Err(e)) if e.is_connect() => Err(FetchError::Connect(format!("{authority}: {}", error_chain(&e)))),
-            Ok(Err(e)) => Err(FetchError::Connect(format!("{authority}: {}", error_chain(&e)))),
+            Ok(Err(e)) if e.is_connect() => Err(FetchError::Connect(format!(
+                "{authority}: {}",
+                outpost_svc::error_chain(&e)
+            ))),
+            Ok(Err(e)) => Err(FetchError::Connect(format!(
+                "{authority}: {}",
+                outpost_svc::error_chain(&e)
+            ))),
             Ok(Ok(resp)) => Ok(resp),
         }
     }
@@ -128,7 +134,12 @@ impl Upstream {
                     )))
                 }
                 Ok(None) => return Ok(None),
-                Ok(Some(Err(e))) => return Err(FetchError::Connect(format!("upstream body: {}", error_chain(&e)))),
+                Ok(Some(Err(e))) => {
+                    return Err(FetchError::Connect(format!(
+                        "upstream body: {}",
+                        outpost_svc::error_chain(&e)
+                    )))
+                }
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         return Ok(Some(data));
@@ -138,15 +149,4 @@ impl Upstream {
             }
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 
 /// Bytes used and available in one cache tier.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TierUsage {
     pub used_bytes: u64,
     pub capacity_bytes: u64,
@@ -15,15 +14,17 @@ pub struct TierUsage {
 /// A compact summary of what an edge holds: the titles it served most in
 /// the last interval (steering prefers edges that already hold a title).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ContentDigest {
     /// Title ids, most requested first.
     pub top_titles: Vec<String>,
 }
 
 /// One health report.
+///
+/// Unknown fields are ignored, not refused: during a rolling upgrade a
+/// newer edge must still be able to report to an older cache-control.
+/// Missing required fields are refused (the report is malformed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct HealthReport {
     pub edge_id: String,
     pub site: String,
@@ -99,12 +100,12 @@ mod tests {
     }
 
     #[test]
-    fn round_trips_and_refuses_unknown_fields() {
+    fn round_trips_ignores_unknown_fields_and_refuses_missing_ones() {
         let r = sample();
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<HealthReport>(&json).unwrap(), r);
-        let extra = json.replacen('{', "{\"surprise\":1,", 1);
-        assert!(serde_json::from_str::<HealthReport>(&extra).is_err());
+        let extra = json.replacen('{', "{\"added_in_v2\":1,", 1);
+        assert_eq!(serde_json::from_str::<HealthReport>(&extra).unwrap(), r);
         assert!(serde_json::from_str::<HealthReport>("{\"edge_id\":\"x\"}").is_err());
     }
 }

@@ -1,14 +1,16 @@
 //! Wire types and signatures shared by Outpost's services.
 //!
 //! What it is: the health report an edge sends to cache-control and the
-//! HMAC signature that authenticates it (later: the edge-state stream and
-//! playback tokens). Pure data and pure functions.
+//! HMAC signature that authenticates it, and the edge-state stream
+//! cache-control serves to steering (later: playback tokens). Pure data and pure functions.
 //!
 //! What it is not: a client or server. Nothing here does IO or reads a
 //! clock; callers pass timestamps in.
 
 pub mod health;
 pub mod signature;
+pub mod stream;
 
 pub use health::{ContentDigest, HealthReport, TierUsage};
 pub use signature::{sign, verify, SignatureError};
+pub use stream::{EdgeState, EdgeView};

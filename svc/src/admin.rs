@@ -17,11 +17,15 @@ use tokio::net::TcpListener;
 
 use crate::Shutdown;
 
+/// An operator action behind `POST <path>`; returns the text answered.
+pub type Action = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// What the admin listener reports.
 #[derive(Clone)]
 pub struct AdminState {
     pub registry: Registry,
     ready: Arc<AtomicBool>,
+    actions: Arc<std::sync::RwLock<Vec<(&'static str, Action)>>>,
 }
 
 impl AdminState {
@@ -29,7 +33,25 @@ impl AdminState {
         Self {
             registry,
             ready: Arc::new(AtomicBool::new(false)),
+            actions: Default::default(),
         }
+    }
+
+    /// Answer `POST path` by running `action` (e.g. the edge's `/drain`).
+    pub fn on_post(&self, path: &'static str, action: Action) {
+        self.actions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((path, action));
+    }
+
+    fn action(&self, path: &str) -> Option<Action> {
+        self.actions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, a)| a.clone())
     }
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
@@ -72,6 +94,11 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
             .body(Full::new(Bytes::from(body)))
             .expect("static response")
     };
+    if req.method() == Method::POST {
+        if let Some(action) = state.action(req.uri().path()) {
+            return text(StatusCode::OK, action());
+        }
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n".into());
         r.headers_mut()

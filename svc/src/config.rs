@@ -131,6 +131,27 @@ pub mod de {
         Ok((n * mult) as u64)
     }
 
+    /// A shared secret: the literal string, or `file:/path` to read it
+    /// from a file (trailing newline trimmed). At least 16 bytes.
+    pub fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        let bytes = match s.strip_prefix("file:") {
+            Some(path) => {
+                let mut b = std::fs::read(path)
+                    .map_err(|e| serde::de::Error::custom(format!("cannot read secret file {path}: {e}")))?;
+                while b.last().is_some_and(|c| c.is_ascii_whitespace()) {
+                    b.pop();
+                }
+                b
+            }
+            None => s.into_bytes(),
+        };
+        if bytes.len() < 16 {
+            return Err(serde::de::Error::custom("a secret must be at least 16 bytes"));
+        }
+        Ok(bytes)
+    }
+
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum NumOrStr {

@@ -1,14 +1,15 @@
 //! Service plumbing shared by every Outpost service: loading a TOML config
 //! with errors that name the file, key and reason; TLS material (PEM loading,
 //! an SNI resolver with a default certificate, a local CA + leaf generator);
-//! the admin listener (`/metrics`, `/healthz`, `/readyz`); logging; and the
-//! shutdown signal.
+//! the admin listener (`/metrics`, `/healthz`, `/readyz`); a plain HTTPS
+//! listener for the control plane; logging; and the shutdown signal.
 //!
 //! It is not a framework: no request routing, no caching, no domain logic.
 //! Each service crate owns its own behaviour and only borrows these shells.
 
 pub mod admin;
 pub mod config;
+pub mod https;
 pub mod logging;
 pub mod shutdown;
 pub mod tls;
@@ -16,3 +17,16 @@ pub mod tls;
 pub use admin::{serve_admin, AdminState};
 pub use config::{load_config, ConfigError, Invalid, Validate};
 pub use shutdown::Shutdown;
+
+/// An error and all its sources on one line (`a: b: c`), for logs and
+/// answers where `{:#}` (anyhow) is not available.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}

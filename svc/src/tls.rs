@@ -255,3 +255,62 @@ mod tests {
         assert!(err.contains("/nonexistent/x.crt"), "{err}");
     }
 }
+
+/// The `[tls]` section of a server config (edge, cache-control, steering).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    /// PEM certificate chain (leaf first). Required. Relative paths are
+    /// relative to the working directory.
+    pub cert: PathBuf,
+    /// PEM private key. Required.
+    pub key: PathBuf,
+    /// When the files are missing, generate a local CA (`ca.crt`/`ca.key`
+    /// beside `cert`) and a leaf for localhost, 127.0.0.1, ::1, the listen
+    /// address and `names`. For loopback use only. Default: false.
+    #[serde(default)]
+    pub generate: bool,
+    /// Extra DNS names / IPs for a generated leaf. Default: none.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// More certificates chosen by SNI; clients without SNI (or with an
+    /// unknown name) get `cert`. Default: none.
+    #[serde(default)]
+    pub sni: Vec<SniCert>,
+}
+
+/// A certificate served for one SNI name.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniCert {
+    /// Server name this certificate answers for.
+    pub name: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl ServerTls {
+    /// Load (and with `generate`, first create) the certificates into a
+    /// resolver. `listen_ip` goes into a generated leaf's names.
+    pub fn resolver(&self, listen_ip: std::net::IpAddr) -> Result<Arc<CertResolver>, TlsError> {
+        if self.generate {
+            let dir = self.cert.parent().map(PathBuf::from).unwrap_or_default();
+            let paths = LocalCertPaths {
+                ca_cert: dir.join("ca.crt"),
+                ca_key: dir.join("ca.key"),
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+            };
+            let mut names = self.names.clone();
+            names.push(listen_ip.to_string());
+            if ensure_local_certs(&paths, &names)? {
+                tracing::info!(cert = %paths.cert.display(), ca = %paths.ca_cert.display(), "generated a local CA and leaf certificate");
+            }
+        }
+        let mut resolver = CertResolver::new(load_certified_key(&self.cert, &self.key)?);
+        for sni in &self.sni {
+            resolver.add(&sni.name, load_certified_key(&sni.cert, &sni.key)?);
+        }
+        Ok(Arc::new(resolver))
+    }
+}

@@ -219,3 +219,97 @@ pub async fn raw_request(addr: &str, tls_ca: Option<&Path>, request: &[u8]) -> R
         .with_context(|| format!("no status line in {text:?}"))?;
     Ok((status, text))
 }
+
+pub const CC_PORT: u16 = 7443;
+pub const CC_ADMIN: u16 = 7080;
+
+/// The secret the test edges and replicas share for edge `id`.
+pub fn edge_secret(id: &str) -> String {
+    format!("test-secret-for-{id}-0123456789")
+}
+
+/// A cache-control replica on `ip` that knows `edges` (declared, each with
+/// [`edge_secret`]). `extra` goes at the top level (before any table).
+pub async fn start_cache_control(dir: &Path, name: &str, ip: &str, edges: &[&str], extra: &str) -> Result<Service> {
+    let mut cfg = format!(
+        r#"
+id = "{name}"
+listen = "{ip}:{CC_PORT}"
+admin = "{ip}:{CC_ADMIN}"
+shutdown_grace = "1s"
+{extra}
+[tls]
+cert = "certs/{name}.crt"
+key = "certs/{name}.key"
+generate = true
+"#
+    );
+    for e in edges {
+        cfg.push_str(&format!("[[edges]]\nid = \"{e}\"\nsecret = \"{}\"\n", edge_secret(e)));
+    }
+    let mut svc = spawn(dir, "cache-control", name, &cfg, &format!("{ip}:{CC_ADMIN}"))?;
+    wait_ready(&mut svc).await?;
+    Ok(svc)
+}
+
+/// The `[site]` and `[report]` sections for an edge reporting to `replicas`.
+pub fn report_section(id: &str, site: &str, replicas: &[&str], interval: &str, extra: &str) -> String {
+    let urls: Vec<String> = replicas
+        .iter()
+        .map(|ip| format!("\"https://{ip}:{CC_PORT}\""))
+        .collect();
+    format!(
+        r#"
+[site]
+name = "{site}"
+lat = 52.37
+lon = 4.90
+asns = [64501]
+prefixes = ["127.1.0.0/16"]
+[report]
+cache_control = [{}]
+ca = "certs/ca.crt"
+secret = "{}"
+interval = "{interval}"
+timeout = "{interval}"
+{extra}
+"#,
+        urls.join(", "),
+        edge_secret(id)
+    )
+}
+
+/// An edge with its own id and certificate (`certs/<id>.crt`), so several
+/// edges can share one test directory and CA.
+pub async fn start_named_edge(dir: &Path, id: &str, ip: &str, origin_ip: &str, sections: &str) -> Result<Service> {
+    let cfg = edge_config(id, ip, origin_ip, sections);
+    let mut svc = spawn(dir, "edge", id, &cfg, &format!("{ip}:{EDGE_ADMIN}"))?;
+    wait_ready(&mut svc).await?;
+    Ok(svc)
+}
+
+pub fn edge_config(id: &str, ip: &str, origin_ip: &str, sections: &str) -> String {
+    format!(
+        r#"
+id = "{id}"
+listen = "{ip}:{EDGE_PORT}"
+admin = "{ip}:{EDGE_ADMIN}"
+shutdown_grace = "5s"
+[tls]
+cert = "certs/{id}.crt"
+key = "certs/{id}.key"
+generate = true
+[upstream]
+urls = ["http://{origin_ip}:{ORIGIN_PORT}"]
+{sections}
+"#
+    )
+}
+
+impl Service {
+    /// SIGKILL: no goodbye, no draining report.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -178,7 +178,7 @@ async fn request(
                 if stream.send_data(chunk).await.is_err() {
                     return;
                 }
-                access.bytes += n;
+                access.sent(n);
             }
             Ok(None) => break,
             Err(_) => {

@@ -57,32 +57,15 @@ pub async fn serve(
         .initial_connection_window_size(4 << 20)
         .max_send_buf_size(1 << 20);
     let builder = Arc::new(builder);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.wait() => break,
-        };
-        let _ = tcp.set_nodelay(true);
+    while let Some((tcp, peer)) = outpost_svc::https::accept(&listener, &shutdown).await {
         let acceptor = acceptor.clone();
         let edge = edge.clone();
         let alt_svc = alt_svc.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
+            let Some(tls) = outpost_svc::https::handshake(&acceptor, tcp, peer).await else {
+                return;
             };
             let gauge = edge.metrics.connections.with_label_values(&["tcp"]);
             gauge.inc();
@@ -136,7 +119,7 @@ fn body(body: EdgeBody, access: crate::edge::AccessRecord) -> Body {
         let (mut body, mut access) = state?;
         match body.next().await {
             Ok(Some(chunk)) => {
-                access.bytes += chunk.len() as u64;
+                access.sent(chunk.len() as u64);
                 access.complete = body.is_done();
                 Some((Ok(Frame::data(chunk)), Some((body, access))))
             }

@@ -1,0 +1,281 @@
+//! The one config struct of `outpost cache-control --config cc.toml`.
+//! Every field documents its default; unknown keys are refused.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use outpost_svc::config::de;
+use outpost_svc::tls::ServerTls;
+use outpost_svc::{Invalid, Validate};
+use serde::Deserialize;
+
+use crate::state::{Policy, Thresholds};
+
+fn d<const S: u64>() -> Duration {
+    Duration::from_secs(S)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheControlConfig {
+    /// This replica's name, shown in the stream and `/v1/edges`.
+    /// Default: "cache-control".
+    #[serde(default = "default_id")]
+    pub id: String,
+    /// HTTPS address for reports, `/v1/edges` and `/v1/stream`. Required.
+    pub listen: SocketAddr,
+    /// Admin listener (/metrics, /healthz, /readyz). Required.
+    pub admin: SocketAddr,
+    /// How long open connections may run after SIGTERM. Default: 5s.
+    #[serde(default = "d::<5>", deserialize_with = "de::duration")]
+    pub shutdown_grace: Duration,
+    pub tls: ServerTls,
+    #[serde(default)]
+    pub liveness: LivenessConfig,
+    #[serde(default)]
+    pub overload: OverloadConfig,
+    #[serde(default)]
+    pub reports: ReportsConfig,
+    #[serde(default)]
+    pub stream: StreamConfig,
+    /// The edges allowed to report, with their keys. Each is known from
+    /// the start (as `down`) unless `declared = false`.
+    #[serde(default)]
+    pub edges: Vec<EdgeEntry>,
+}
+
+fn default_id() -> String {
+    "cache-control".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LivenessConfig {
+    /// The interval edges report at (their `report.interval`). Default: 1s.
+    #[serde(default = "d::<1>", deserialize_with = "de::duration")]
+    pub report_interval: Duration,
+    /// Silence for this many intervals ⇒ `down`. Default: 3.
+    #[serde(default = "three")]
+    pub missed_intervals: u32,
+    /// Consecutive good reports before a down edge is `up` again. Default: 3.
+    #[serde(default = "three")]
+    pub readmit_reports: u32,
+}
+
+fn three() -> u32 {
+    3
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverloadConfig {
+    /// CPU load (0–1 of all cores) above which an edge is `overloaded`. Default: 0.9.
+    #[serde(default = "nine_tenths")]
+    pub cpu: f64,
+    /// Egress / capacity above which an edge is `overloaded`. Default: 0.9.
+    #[serde(default = "nine_tenths")]
+    pub bandwidth: f64,
+    /// Connections / max connections above which an edge is `overloaded`. Default: 0.9.
+    #[serde(default = "nine_tenths")]
+    pub connections: f64,
+    /// An overloaded edge is `up` again only below threshold × this. Default: 0.85.
+    #[serde(default = "hysteresis")]
+    pub hysteresis: f64,
+}
+
+fn nine_tenths() -> f64 {
+    0.9
+}
+fn hysteresis() -> f64 {
+    0.85
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportsConfig {
+    /// Largest report body; larger is refused with 413 before it is read
+    /// whole or parsed. Default: 64KiB.
+    #[serde(default = "default_max_body", deserialize_with = "de::bytes")]
+    pub max_body: u64,
+    /// Largest difference between a report's signed timestamp and this
+    /// replica's clock. Default: 5s.
+    #[serde(default = "d::<5>", deserialize_with = "de::duration")]
+    pub max_skew: Duration,
+}
+
+fn default_max_body() -> u64 {
+    64 << 10
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// A heartbeat event is sent when nothing else was sent for this long,
+    /// so subscribers can tell a quiet replica from a dead one. Default: 1s.
+    #[serde(default = "d::<1>", deserialize_with = "de::duration")]
+    pub heartbeat: Duration,
+    /// Changes kept for subscribers that reconnect (older cursors get a
+    /// snapshot). Default: 4096.
+    #[serde(default = "default_log")]
+    pub resume_log: usize,
+}
+
+fn default_log() -> usize {
+    4096
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeEntry {
+    /// The edge id (its `id` in edge.toml). Required.
+    pub id: String,
+    /// The key id the edge signs with. Default: the edge id.
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// The shared HMAC secret, or `file:/path/to/secret`. At least 16
+    /// bytes. Required.
+    #[serde(deserialize_with = "de::secret")]
+    pub secret: Vec<u8>,
+    /// Known (as `down`) before its first report. Default: true.
+    #[serde(default = "yes")]
+    pub declared: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+macro_rules! defaults_from_empty_toml {
+    ($($t:ty),*) => {$(
+        impl Default for $t {
+            fn default() -> Self {
+                toml::from_str("").expect("defaults")
+            }
+        }
+    )*};
+}
+defaults_from_empty_toml!(LivenessConfig, OverloadConfig, ReportsConfig, StreamConfig);
+
+impl EdgeEntry {
+    pub fn key_id(&self) -> &str {
+        self.key_id.as_deref().unwrap_or(&self.id)
+    }
+}
+
+impl CacheControlConfig {
+    /// The liveness rules this config describes.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            interval_ms: self.liveness.report_interval.as_millis() as u64,
+            missed_intervals: self.liveness.missed_intervals,
+            readmit_reports: self.liveness.readmit_reports,
+            thresholds: Thresholds {
+                cpu: self.overload.cpu,
+                bandwidth: self.overload.bandwidth,
+                connections: self.overload.connections,
+                hysteresis: self.overload.hysteresis,
+            },
+        }
+    }
+}
+
+impl Validate for CacheControlConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        if self.id.is_empty() {
+            return Err(Invalid::new("id", "must not be empty"));
+        }
+        let l = &self.liveness;
+        if l.report_interval < Duration::from_millis(50) {
+            return Err(Invalid::new("liveness.report_interval", "must be at least 50ms"));
+        }
+        if l.missed_intervals == 0 {
+            return Err(Invalid::new("liveness.missed_intervals", "must be at least 1"));
+        }
+        if l.readmit_reports == 0 {
+            return Err(Invalid::new("liveness.readmit_reports", "must be at least 1"));
+        }
+        for (key, v) in [
+            ("overload.cpu", self.overload.cpu),
+            ("overload.bandwidth", self.overload.bandwidth),
+            ("overload.connections", self.overload.connections),
+        ] {
+            if !(v > 0.0 && v.is_finite()) {
+                return Err(Invalid::new(key, "must be a positive fraction"));
+            }
+        }
+        if !(self.overload.hysteresis > 0.0 && self.overload.hysteresis <= 1.0) {
+            return Err(Invalid::new("overload.hysteresis", "must be in (0, 1]"));
+        }
+        if self.reports.max_body < 1024 {
+            return Err(Invalid::new("reports.max_body", "must be at least 1KiB"));
+        }
+        if self.stream.heartbeat < Duration::from_millis(50) {
+            return Err(Invalid::new("stream.heartbeat", "must be at least 50ms"));
+        }
+        let (mut ids, mut keys) = (HashSet::new(), HashSet::new());
+        for (i, e) in self.edges.iter().enumerate() {
+            if e.id.is_empty() {
+                return Err(Invalid::new(format!("edges[{i}].id"), "must not be empty"));
+            }
+            if !ids.insert(e.id.as_str()) {
+                return Err(Invalid::new(
+                    format!("edges[{i}].id"),
+                    format!("`{}` is listed twice", e.id),
+                ));
+            }
+            if !keys.insert(e.key_id()) {
+                return Err(Invalid::new(
+                    format!("edges[{i}].key_id"),
+                    format!("`{}` is used twice", e.key_id()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const BASE: &str = r#"
+listen = "127.0.0.1:7443"
+admin = "127.0.0.1:7080"
+[tls]
+cert = "c.crt"
+key = "c.key"
+"#;
+
+    fn parse(extra: &str) -> Result<CacheControlConfig, String> {
+        outpost_svc::config::parse_config(Path::new("cc.toml"), &format!("{BASE}{extra}")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = parse("").unwrap();
+        assert_eq!(c.liveness.report_interval, Duration::from_secs(1));
+        assert_eq!(c.policy().missed_intervals, 3);
+        assert_eq!(c.policy().readmit_reports, 3);
+        assert_eq!(c.reports.max_body, 64 << 10);
+        assert!(c.edges.is_empty());
+    }
+
+    #[test]
+    fn bad_configs_name_the_key() {
+        let e = parse("[[edges]]\nid = \"a\"\nsecret = \"short\"\n").unwrap_err();
+        assert!(e.contains("cc.toml") && e.contains("16 bytes"), "{e}");
+        let two = "[[edges]]\nid = \"a\"\nsecret = \"0123456789abcdef\"\n";
+        let e = parse(&format!("{two}{two}")).unwrap_err();
+        assert!(e.contains("edges[1].id"), "{e}");
+        let e = parse("[liveness]\nreport_interval = \"1ms\"\n").unwrap_err();
+        assert!(e.contains("liveness.report_interval"), "{e}");
+        let e = parse("[overload]\nhysteresis = 1.5\n").unwrap_err();
+        assert!(e.contains("overload.hysteresis"), "{e}");
+        let e = parse("surprise = 1\n").unwrap_err();
+        assert!(e.contains("surprise"), "{e}");
+        let e = parse("[[edges]]\nid = \"a\"\nsecret = \"file:/nonexistent/secret\"\n").unwrap_err();
+        assert!(e.contains("/nonexistent/secret"), "{e}");
+    }
+}

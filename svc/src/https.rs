@@ -1,0 +1,145 @@
+//! A plain HTTPS listener (HTTP/1.1 and HTTP/2 by ALPN) for the control
+//! plane services (cache-control, steering): rustls, hyper's auto builder,
+//! and a graceful stop. The edge has its own, tuned for large bodies and
+//! HTTP/3.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use crate::tls::{self, CertResolver};
+use crate::Shutdown;
+
+/// Response body type of the control plane services.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// A whole body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    use http_body_util::BodyExt;
+    http_body_util::Full::new(bytes.into()).boxed()
+}
+
+/// The next TCP connection (with `TCP_NODELAY`), or None once `shutdown`
+/// fired. Accept errors (e.g. out of file descriptors) are logged and
+/// retried after a short pause instead of ending the listener.
+pub async fn accept(listener: &TcpListener, shutdown: &Shutdown) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    return Some((tcp, peer));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.wait() => return None,
+        }
+    }
+}
+
+/// The TLS handshake, bounded to 10 s; failures are the client's and are
+/// logged at debug.
+pub async fn handshake(acceptor: &TlsAcceptor, tcp: TcpStream, peer: SocketAddr) -> Option<TlsStream<TcpStream>> {
+    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+        Ok(Ok(t)) => Some(t),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Serve `handler` over TLS on `listener` until `shutdown`, then give open
+/// connections `grace` to finish. Long-lived responses (streams) must end
+/// themselves on `shutdown`.
+pub async fn serve<F, Fut>(
+    listener: TcpListener,
+    resolver: Arc<CertResolver>,
+    shutdown: Shutdown,
+    grace: Duration,
+    handler: F,
+) where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(resolver, &[b"h2", b"http/1.1"])));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)));
+    let builder = Arc::new(builder);
+    while let Some((tcp, peer)) = accept(&listener, &shutdown).await {
+        let (acceptor, handler, builder, watcher) =
+            (acceptor.clone(), handler.clone(), builder.clone(), graceful.watcher());
+        tokio::spawn(async move {
+            let Some(tls) = handshake(&acceptor, tcp, peer).await else {
+                return;
+            };
+            let svc = service_fn(move |req| {
+                let fut = handler(req, peer);
+                async move { Ok::<_, Infallible>(fut.await) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(tls), svc);
+            let _ = watcher.watch(conn).await;
+        });
+    }
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("grace period over, closing remaining connections");
+    }
+}
+
+/// An HTTPS client (HTTP/2 or HTTP/1.1 by ALPN) for control plane calls
+/// (health reports, the state stream), trusting the PEM bundle at `ca`
+/// (or the given roots only).
+pub type Client<B> = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    B,
+>;
+
+/// Build a [`Client`] with a connect timeout.
+pub fn client<B>(ca: Option<&std::path::Path>, connect_timeout: Duration) -> Result<Client<B>, tls::TlsError>
+where
+    B: http_body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // hyper-rustls sets ALPN (h2, http/1.1) from the enabled versions.
+    let tls = tls::client_config(ca, &[])?;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector))
+}

@@ -1,0 +1,541 @@
+//! Cache-control with real processes: edges report to replicas over HTTPS
+//! with signed reports; replicas decide liveness and stream it.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Full};
+use outpost_cache_control::subscribe::{follow, ReplicaView, StreamClient};
+use outpost_proto::{EdgeState, HealthReport};
+use outpost_svc::Shutdown;
+use tokio::sync::watch;
+
+/// Follows one replica's `/v1/stream` (reconnecting) for the whole test.
+struct Watcher {
+    rx: watch::Receiver<Arc<ReplicaView>>,
+    _stop: StopOnDrop,
+}
+
+struct StopOnDrop(Shutdown);
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.trigger();
+    }
+}
+
+impl Watcher {
+    fn start(dir: &std::path::Path, ip: &str) -> Result<Watcher> {
+        let client = StreamClient::new(Some(&ca(dir)))?;
+        let (tx, rx) = watch::channel(Arc::new(ReplicaView::default()));
+        let stop = Shutdown::new();
+        tokio::spawn(follow(
+            client,
+            format!("https://{ip}:{CC_PORT}"),
+            Duration::from_secs(3),
+            tx,
+            stop.clone(),
+        ));
+        Ok(Watcher {
+            rx,
+            _stop: StopOnDrop(stop),
+        })
+    }
+
+    /// Wait until `pred` holds for the view the subscriber has.
+    async fn until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&ReplicaView) -> bool,
+    ) -> Result<Arc<ReplicaView>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.rx.borrow_and_update().clone();
+            if pred(&v) {
+                return Ok(v);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, self.rx.changed()).await.is_err() {
+                bail!(
+                    "timed out after {timeout:?} waiting for {what}; last view: {:#?}",
+                    summary(&v)
+                );
+            }
+        }
+    }
+}
+
+fn summary(v: &ReplicaView) -> Vec<String> {
+    v.edges
+        .values()
+        .map(|e| {
+            format!(
+                "{} {} {:?} streak {}",
+                e.edge_id,
+                e.state.as_str(),
+                e.reasons,
+                e.good_streak
+            )
+        })
+        .collect()
+}
+
+fn state(v: &ReplicaView, edge: &str) -> Option<EdgeState> {
+    v.edges.get(edge).map(|e| e.state)
+}
+
+const INTERVAL_MS: u64 = 300;
+
+/// One origin, one replica and one reporting edge `edge-a` on `net`.x,
+/// with a subscriber on the replica that has seen the edge up.
+struct OneEdge {
+    dir: std::path::PathBuf,
+    edge_ip: String,
+    edge: Service,
+    watcher: Watcher,
+    _cc: Service,
+    _origin: Service,
+}
+
+async fn one_edge(name: &str, net: &str, report_extra: &str) -> Result<OneEdge> {
+    let dir = test_dir(name);
+    let origin_ip = format!("{net}.20");
+    let origin = start_origin(&dir, &origin_ip, "").await?;
+    let liveness = format!("[liveness]\nreport_interval = \"{INTERVAL_MS}ms\"");
+    let cc_ip = format!("{net}.10");
+    let cc = start_cache_control(&dir, "cc", &cc_ip, &["edge-a"], &liveness).await?;
+    let mut watcher = Watcher::start(&dir, &cc_ip)?;
+    let sections = report_section("edge-a", "ams", &[&cc_ip], &format!("{INTERVAL_MS}ms"), report_extra);
+    let edge_ip = format!("{net}.1");
+    let edge = start_named_edge(&dir, "edge-a", &edge_ip, &origin_ip, &sections).await?;
+    watcher
+        .until("edge-a up", Duration::from_secs(10), |v| {
+            state(v, "edge-a") == Some(EdgeState::Up)
+        })
+        .await?;
+    Ok(OneEdge {
+        dir,
+        edge_ip,
+        edge,
+        watcher,
+        _cc: cc,
+        _origin: origin,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_edges_two_replicas_kill_restart_and_replica_rebuild() -> Result<()> {
+    let dir = test_dir("cc-liveness");
+    let net = "127.73.1";
+    let origin_ip = format!("{net}.20");
+    let _origin = start_origin(&dir, &origin_ip, "").await?;
+    let edges = ["edge-a", "edge-b", "edge-c"];
+    let replicas = [format!("{net}.10"), format!("{net}.11")];
+    let liveness = format!("[liveness]\nreport_interval = \"{INTERVAL_MS}ms\"");
+    let mut cc = Vec::new();
+    for (i, ip) in replicas.iter().enumerate() {
+        cc.push(start_cache_control(&dir, &format!("cc-{i}"), ip, &edges, &liveness).await?);
+    }
+    let replica_ips: Vec<&str> = replicas.iter().map(|s| s.as_str()).collect();
+    let mut watchers = vec![Watcher::start(&dir, &replicas[0])?, Watcher::start(&dir, &replicas[1])?];
+
+    // Declared edges are known from the start, as down.
+    for w in &mut watchers {
+        let v = w
+            .until("a snapshot with the declared edges", Duration::from_secs(10), |v| {
+                v.edges.len() == 3
+            })
+            .await?;
+        assert!(v.edges.values().all(|e| e.state == EdgeState::Down && e.declared));
+    }
+
+    let edge_sections = |id: &str| report_section(id, "ams", &replica_ips, &format!("{INTERVAL_MS}ms"), "");
+    let mut procs = Vec::new();
+    for (i, id) in edges.iter().enumerate() {
+        let ip = format!("{net}.{}", i + 1);
+        procs.push(start_named_edge(&dir, id, &ip, &origin_ip, &edge_sections(id)).await?);
+    }
+    for w in &mut watchers {
+        w.until("all three edges up", Duration::from_secs(10), |v| {
+            edges.iter().all(|e| state(v, e) == Some(EdgeState::Up))
+        })
+        .await?;
+    }
+
+    // kill -9 edge-b: both replicas mark it down within 3 intervals.
+    procs[1].kill9();
+    let killed = Instant::now();
+    for w in &mut watchers {
+        w.until("edge-b down", Duration::from_secs(10), |v| {
+            state(v, "edge-b") == Some(EdgeState::Down)
+        })
+        .await?;
+    }
+    let took = killed.elapsed();
+    // 3 intervals from the last report (which came at most one interval
+    // before the kill), plus the replica's tick (interval / 10) and slack
+    // for a loaded CI machine.
+    let limit = Duration::from_millis(3 * INTERVAL_MS + INTERVAL_MS / 2);
+    eprintln!("edge-b down on both replicas {took:?} after kill -9");
+    assert!(took <= limit, "down after {took:?}, limit {limit:?}");
+    for w in &mut watchers {
+        let v = w.rx.borrow().clone();
+        assert_eq!(v.edges["edge-b"].reasons, ["missed-reports"]);
+        assert_eq!(state(&v, "edge-a"), Some(EdgeState::Up));
+        assert_eq!(state(&v, "edge-c"), Some(EdgeState::Up));
+    }
+    for r in &cc {
+        let m = metrics(&r.admin).await?;
+        assert_eq!(
+            metric_sum(&m, "outpost_cc_transitions_total", &["from=\"up\"", "to=\"down\""]),
+            1.0,
+            "{m}"
+        );
+        assert_eq!(metric_sum(&m, "outpost_cc_edges", &["state=\"down\""]), 1.0);
+    }
+
+    // Restart edge-b: it is readmitted only with its third good report.
+    let ip_b = format!("{net}.2");
+    procs[1] = start_named_edge(&dir, "edge-b", &ip_b, &origin_ip, &edge_sections("edge-b")).await?;
+    for w in &mut watchers {
+        let v = w
+            .until("edge-b readmitting", Duration::from_secs(10), |v| {
+                v.edges["edge-b"].reasons == ["readmitting"] || state(v, "edge-b") == Some(EdgeState::Up)
+            })
+            .await?;
+        if state(&v, "edge-b") != Some(EdgeState::Up) {
+            assert!(v.edges["edge-b"].good_streak < 3);
+        }
+        let v = w
+            .until("edge-b up again", Duration::from_secs(10), |v| {
+                state(v, "edge-b") == Some(EdgeState::Up)
+            })
+            .await?;
+        assert_eq!(v.edges["edge-b"].good_streak, 3, "up exactly at the third good report");
+    }
+
+    // Restart replica cc-1 (kill -9, no saved state): it rebuilds every
+    // edge from reports, and the subscriber gets a fresh snapshot.
+    let old_epoch = watchers[1].rx.borrow().epoch.clone();
+    cc[1].kill9();
+    tokio::time::sleep(Duration::from_millis(INTERVAL_MS)).await;
+    cc[1] = start_cache_control(&dir, "cc-1", &replicas[1], &edges, &liveness).await?;
+    let restarted = Instant::now();
+    let v = watchers[1]
+        .until(
+            "the restarted replica has every edge up",
+            Duration::from_secs(15),
+            |v| v.epoch != old_epoch && edges.iter().all(|e| state(v, e) == Some(EdgeState::Up)),
+        )
+        .await?;
+    eprintln!("replica rebuilt in {:?}", restarted.elapsed());
+    assert!(v
+        .edges
+        .values()
+        .all(|e| e.report.as_ref().is_some_and(|r| r.site == "ams")));
+    // The other replica never noticed.
+    let v = watchers[0].rx.borrow().clone();
+    assert!(edges.iter().all(|e| state(&v, e) == Some(EdgeState::Up)));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bandwidth_overload_and_recovery_and_reported_contents() -> Result<()> {
+    // 8 Mbit/s of capacity: a client pulling cached segments in a loop is far over 90%.
+    // (Bind every field: an unbound one would be dropped, killing its process.)
+    let OneEdge {
+        dir,
+        edge_ip,
+        watcher: mut w,
+        edge: _edge,
+        _cc,
+        _origin,
+    } = one_edge(
+        "cc-overload",
+        "127.73.2",
+        "capacity_gbps = 0.008\nmax_connections = 1000",
+    )
+    .await?;
+    let client = outpost_bench::client::HttpsClient::new(Some(&ca(&dir)), outpost_bench::client::Tcp::H1)?;
+    let url = format!("https://{edge_ip}:{EDGE_PORT}/synth/t0001/r1/seg00000.m4s");
+    let load = {
+        let client = client.clone();
+        let url = url.clone();
+        tokio::spawn(async move {
+            let until = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < until {
+                if client.get(&url).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        })
+    };
+    let v = w
+        .until("edge-a overloaded", Duration::from_secs(10), |v| {
+            state(v, "edge-a") == Some(EdgeState::Overloaded)
+        })
+        .await?;
+    let e = &v.edges["edge-a"];
+    assert!(e.reasons.contains(&"bandwidth".to_string()), "{:?}", e.reasons);
+    let r = e.report.as_ref().context("report")?;
+    assert!(r.egress_gbps > 0.9 * 0.008, "egress {}", r.egress_gbps);
+    load.abort();
+    let v = w
+        .until("edge-a back up", Duration::from_secs(10), |v| {
+            state(v, "edge-a") == Some(EdgeState::Up)
+        })
+        .await?;
+
+    // What the edge reports about itself.
+    let r = v.edges["edge-a"].report.clone().context("report")?;
+    assert_eq!((r.site.as_str(), r.asns.as_slice()), ("ams", &[64501][..]));
+    assert_eq!(r.urls, [format!("https://{edge_ip}:{EDGE_PORT}")]);
+    assert_eq!(r.prefixes, ["127.1.0.0/16"]);
+    assert!(
+        r.memory.used_bytes >= 400_000 && r.memory.objects >= 1,
+        "{:?}",
+        r.memory
+    );
+    assert!(r.memory.capacity_bytes > 0);
+    assert!(!r.draining);
+    assert_eq!(r.version, env!("CARGO_PKG_VERSION"));
+
+    // The digest names the title the edge served, in a report made while
+    // it was serving (the latest is idle again). Check via /v1/edges after
+    // one more burst.
+    for _ in 0..3 {
+        client.get(&url).await?;
+    }
+    let v = w
+        .until("digest with synth/t0001", Duration::from_secs(5), |v| {
+            v.edges["edge-a"]
+                .report
+                .as_ref()
+                .is_some_and(|r| r.digest.top_titles.iter().any(|t| t == "synth/t0001") && r.hit_ratio > 0.9)
+        })
+        .await?;
+    assert!(v.edges["edge-a"].report.as_ref().unwrap().requests_per_sec > 0.0);
+    Ok(())
+}
+
+fn ghost_report(seq: u64, timestamp_ms: u64) -> HealthReport {
+    HealthReport {
+        edge_id: "ghost".into(),
+        site: "ams".into(),
+        asns: vec![],
+        prefixes: vec![],
+        lat: 0.0,
+        lon: 0.0,
+        urls: vec!["https://127.0.0.1:1".into()],
+        capacity_gbps: 10.0,
+        max_connections: 100,
+        egress_gbps: 0.0,
+        connections: 0,
+        cpu_load: 0.1,
+        memory: Default::default(),
+        disk: None,
+        hit_ratio: 0.0,
+        requests_per_sec: 0.0,
+        digest: Default::default(),
+        version: "test".into(),
+        draining: false,
+        seq,
+        timestamp_ms,
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+struct Post {
+    key_id: Option<String>,
+    secret: Vec<u8>,
+    timestamp_ms: u64,
+    body: Bytes,
+    signed: bool,
+}
+
+impl Post {
+    fn report(r: &HealthReport) -> Post {
+        Post {
+            key_id: Some("ghost".into()),
+            secret: edge_secret("ghost").into_bytes(),
+            timestamp_ms: r.timestamp_ms,
+            body: Bytes::from(serde_json::to_vec(r).unwrap()),
+            signed: true,
+        }
+    }
+}
+
+/// POST a report over HTTP/2; returns (status, JSON answer).
+async fn post(
+    client: &outpost_svc::https::Client<Full<Bytes>>,
+    url: &str,
+    p: Post,
+) -> Result<(u16, serde_json::Value)> {
+    let mut req = http::Request::post(url).header("content-type", "application/json");
+    if let Some(k) = &p.key_id {
+        req = req.header("x-outpost-key-id", k);
+    }
+    if p.signed {
+        req = req.header("x-outpost-timestamp", p.timestamp_ms.to_string()).header(
+            "x-outpost-signature",
+            outpost_proto::sign(&p.secret, p.timestamp_ms, &p.body),
+        );
+    }
+    let resp = client.request(req.body(Full::new(p.body))?).await?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_unknown_replayed_stale_malformed_and_huge_reports_are_refused() -> Result<()> {
+    let dir = test_dir("cc-reject");
+    let ip = "127.73.3.10";
+    let cc = start_cache_control(&dir, "cc", ip, &["ghost"], "").await?;
+    let url = format!("https://{ip}:{CC_PORT}/v1/reports");
+    let client = outpost_svc::https::client::<Full<Bytes>>(Some(&ca(&dir)), Duration::from_secs(2))?;
+    let edges_url = format!("https://{ip}:{CC_PORT}/v1/edges");
+    let view = || async {
+        let c = outpost_bench::client::HttpsClient::new(Some(&ca(&dir)), outpost_bench::client::Tcp::H1)?;
+        let r = c.get(&edges_url).await?;
+        let snap: outpost_proto::stream::Snapshot = serde_json::from_slice(&r.body)?;
+        let mut ghost = snap.edges.into_iter().find(|e| e.edge_id == "ghost").context("ghost")?;
+        ghost.last_report_age_ms = None; // changes with time
+        anyhow::Ok(ghost)
+    };
+
+    // One good report is accepted: the edge starts re-admission.
+    let (status, answer) = post(&client, &url, Post::report(&ghost_report(100, now_ms()))).await?;
+    assert_eq!(status, 200, "{answer}");
+    let before = view().await?;
+    assert_eq!((before.state, before.good_streak), (EdgeState::Down, 1));
+    assert_eq!(before.report.as_ref().map(|r| r.seq), Some(100));
+
+    let cases: Vec<(&str, u16, &str, Post)> = vec![
+        ("forged signature", 401, "bad-signature", {
+            let mut p = Post::report(&ghost_report(101, now_ms()));
+            p.secret = b"not-the-secret-of-ghost".to_vec();
+            p
+        }),
+        ("unknown key id", 401, "unknown-edge", {
+            let mut p = Post::report(&ghost_report(102, now_ms()));
+            p.key_id = Some("stranger".into());
+            p
+        }),
+        ("unsigned", 401, "unsigned", {
+            let mut p = Post::report(&ghost_report(103, now_ms()));
+            p.signed = false;
+            p
+        }),
+        (
+            "replayed sequence",
+            409,
+            "replay",
+            Post::report(&ghost_report(100, now_ms())),
+        ),
+        ("old sequence", 409, "replay", Post::report(&ghost_report(7, now_ms()))),
+        (
+            "stale timestamp",
+            401,
+            "stale-timestamp",
+            Post::report(&ghost_report(104, now_ms() - 60_000)),
+        ),
+        ("malformed JSON", 400, "malformed", {
+            let mut p = Post::report(&ghost_report(105, now_ms()));
+            p.body = Bytes::from_static(b"{\"edge_id\": \"ghost\", ");
+            p
+        }),
+        ("10 MB body", 413, "too-large", {
+            let mut p = Post::report(&ghost_report(106, now_ms()));
+            p.body = Bytes::from(vec![b' '; 10 << 20]);
+            p
+        }),
+    ];
+    for (what, want_status, reason, p) in cases {
+        let m0 = metrics(&cc.admin).await?;
+        let (status, answer) = post(&client, &url, p).await.with_context(|| what.to_string())?;
+        assert_eq!(status, want_status, "{what}: {answer}");
+        assert_eq!(answer["error"], reason, "{what}: {answer}");
+        let m1 = metrics(&cc.admin).await?;
+        let counted = |m: &str| {
+            metric_sum(
+                m,
+                "outpost_cc_reports_rejected_total",
+                &[&format!("reason=\"{reason}\"")],
+            )
+        };
+        assert_eq!(counted(&m1) - counted(&m0), 1.0, "{what} counted once");
+        assert_eq!(view().await?, before, "{what} left the state unchanged");
+    }
+    let m = metrics(&cc.admin).await?;
+    assert_eq!(
+        metric_sum(&m, "outpost_cc_reports_accepted_total", &["edge=\"ghost\""]),
+        1.0
+    );
+
+    // A replay answer names the last sequence, so an edge can move past it.
+    let (_, answer) = post(&client, &url, Post::report(&ghost_report(50, now_ms()))).await?;
+    assert_eq!(answer["last_seq"], 100);
+    // Wrong method and unknown paths are clear.
+    let c = outpost_bench::client::HttpsClient::new(Some(&ca(&dir)), outpost_bench::client::Tcp::H1)?;
+    assert_eq!(c.get(&url).await?.status, 405);
+    assert_eq!(c.get(&format!("https://{ip}:{CC_PORT}/nope")).await?.status, 404);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_by_admin_call_and_on_sigterm() -> Result<()> {
+    let OneEdge {
+        mut edge,
+        watcher: mut w,
+        _cc,
+        _origin,
+        ..
+    } = one_edge("cc-drain", "127.73.4", "").await?;
+    // The operator drains it, then takes it back: re-admission takes 3 reports.
+    let admin = outpost_bench::client::HttpsClient::new(None, outpost_bench::client::Tcp::H1)?;
+    let r = admin
+        .request(http::Method::POST, &format!("http://{}/drain", edge.admin), &[])
+        .await?;
+    assert_eq!(r.status, 200);
+    w.until("edge-a draining", Duration::from_secs(5), |v| {
+        state(v, "edge-a") == Some(EdgeState::Draining)
+    })
+    .await?;
+    admin
+        .request(http::Method::POST, &format!("http://{}/undrain", edge.admin), &[])
+        .await?;
+    let v = w
+        .until("edge-a up after undrain", Duration::from_secs(5), |v| {
+            state(v, "edge-a") == Some(EdgeState::Up)
+        })
+        .await?;
+    assert_eq!(v.edges["edge-a"].good_streak, 3);
+
+    // SIGTERM: the edge announces draining before it stops.
+    edge.terminate();
+    let v = w
+        .until("edge-a draining or down", Duration::from_secs(5), |v| {
+            state(v, "edge-a") != Some(EdgeState::Up)
+        })
+        .await?;
+    assert_eq!(state(&v, "edge-a"), Some(EdgeState::Draining), "{:?}", summary(&v));
+    assert!(edge.wait_exit(Duration::from_secs(10)).is_some(), "edge exits");
+    assert!(edge.log_text().contains("announced draining"));
+    w.until("edge-a down once silent", Duration::from_secs(5), |v| {
+        state(v, "edge-a") == Some(EdgeState::Down)
+    })
+    .await?;
+    Ok(())
+}
