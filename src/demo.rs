@@ -1,9 +1,10 @@
 //! `outpost demo`: the system on one machine from embedded defaults.
 //!
-//! Today it runs what has landed: an origin with the synthetic catalog and
-//! an edge in front of it (HTTPS h1/h2 + HTTP/3 on one port), certificates
-//! generated into the state directory and reused on the next start.
-//! Steering, cache-control and the page join it as their issues land.
+//! Today it runs what has landed: an origin with the synthetic catalog, an
+//! edge in front of it (HTTPS h1/h2 + HTTP/3 on one port) that reports its
+//! health to a cache-control replica, and certificates generated into the
+//! state directory and reused on the next start. Steering and the page
+//! join it as their issues land.
 
 use std::path::Path;
 
@@ -13,6 +14,7 @@ use outpost_svc::Shutdown;
 
 const ORIGIN_TOML: &str = include_str!("../configs/origin.toml");
 const EDGE_TOML: &str = include_str!("../configs/edge.toml");
+const CACHE_CONTROL_TOML: &str = include_str!("../configs/cache-control.toml");
 
 pub async fn run(state_dir: &Path) -> Result<()> {
     std::fs::create_dir_all(state_dir).with_context(|| format!("state dir {}", state_dir.display()))?;
@@ -33,16 +35,29 @@ pub async fn run(state_dir: &Path) -> Result<()> {
     let origin_cfg: outpost_origin::OriginConfig =
         parse_config(Path::new("configs/origin.toml (embedded)"), ORIGIN_TOML)?;
     let mut edge_cfg: outpost_edge::EdgeConfig = parse_config(Path::new("configs/edge.toml (embedded)"), EDGE_TOML)?;
+    let mut cc_cfg: outpost_cache_control::CacheControlConfig = parse_config(
+        Path::new("configs/cache-control.toml (embedded)"),
+        CACHE_CONTROL_TOML,
+    )?;
     let certs = state_dir.join("certs");
     edge_cfg.tls.cert = certs.join("edge.crt");
     edge_cfg.tls.key = certs.join("edge.key");
     edge_cfg.tls.generate = true;
+    cc_cfg.tls.cert = certs.join("cache-control.crt");
+    cc_cfg.tls.key = certs.join("cache-control.key");
+    cc_cfg.tls.generate = true;
+    if let Some(r) = edge_cfg.report.as_mut() {
+        r.ca = certs.join("ca.crt");
+    }
 
     let shutdown = Shutdown::new();
     shutdown.on_signals();
     let origin = outpost_origin::start(origin_cfg, shutdown.clone())
         .await
         .context("origin")?;
+    let cc = outpost_cache_control::start(cc_cfg, shutdown.clone())
+        .await
+        .context("cache-control")?;
     let edge = outpost_edge::start(edge_cfg, shutdown.clone()).await.context("edge")?;
     let ca = certs.join("ca.crt");
     let seg = "/synth/t0000/r1/seg00000.m4s";
@@ -50,21 +65,27 @@ pub async fn run(state_dir: &Path) -> Result<()> {
         "\nOutpost demo is running (Ctrl-C stops it)\n\
          \n  origin        {origin}  (admin http://{oadmin}/metrics)\
          \n  edge          https://{edge_addr}  TCP h1/h2 + UDP h3 (admin http://{eadmin}/metrics)\
+         \n  cache-control https://{cc_addr}  (admin http://{ccadmin}/metrics)\
          \n  CA            {ca}\
          \n  state dir     {state}\
          \n\nTry:\
          \n  curl --cacert {ca} -sD - -o /dev/null https://{edge_addr}{seg}   # twice: miss, then hit\
          \n  curl --cacert {ca} -s https://{edge_addr}/synth/t0000/master.m3u8\
          \n  curl -s http://{eadmin}/metrics | grep outpost_edge_requests_total\
+         \n  curl --cacert {ca} -s https://{cc_addr}/            # edge health as cache-control sees it\
+         \n  curl --cacert {ca} -sN https://{cc_addr}/v1/stream  # the state stream steering follows\
          \n  HTTP/3: any h3 client (e.g. aioquic's) against https://{edge_addr}{seg} with the CA above\n",
         origin = origin.base_url(),
         oadmin = origin.admin_addr(),
         edge_addr = edge.addr,
         eadmin = edge.admin,
+        cc_addr = cc.addr,
+        ccadmin = cc.admin,
         ca = ca.display(),
         state = state_dir.display(),
     );
     edge.wait().await;
+    cc.wait().await;
     origin.wait().await?;
     let _ = std::fs::remove_file(&lock);
     Ok(())

@@ -381,6 +381,79 @@ mod tests {
         }
     }
 
+    /// Every (state, event) pair, in one table.
+    #[test]
+    fn every_transition() {
+        use EdgeState::*;
+        // Representative liveness for each state, last report at 10 s.
+        let down_streak1 = step(&Liveness::declared(), ok(), 10_000, &p());
+        let starts = [
+            ("up", up_at(10_000)),
+            ("overloaded", step(&up_at(9_000), cpu(0.99), 10_000, &p())),
+            ("draining", step(&up_at(9_000), drain(), 10_000, &p())),
+            ("down", down_streak1.clone()),
+            ("down, streak 2", step(&down_streak1, ok(), 10_000, &p())),
+        ];
+        // (event, at) -> expected state from each start, in `starts` order.
+        let fresh_tick = (Event::Tick, 11_000);
+        let silent_tick = (Event::Tick, 13_001);
+        let cases: [((Event, u64), [EdgeState; 5]); 6] = [
+            (fresh_tick, [Up, Overloaded, Draining, Down, Down]),
+            (silent_tick, [Down, Down, Down, Down, Down]),
+            ((ok(), 11_000), [Up, Up, Down, Down, Up]),
+            ((cpu(0.8), 11_000), [Up, Overloaded, Down, Down, Up]),
+            ((cpu(0.99), 11_000), [Overloaded, Overloaded, Down, Down, Overloaded]),
+            ((drain(), 11_000), [Draining, Draining, Draining, Draining, Draining]),
+        ];
+        for ((event, at), expected) in cases {
+            for ((name, start), want) in starts.iter().zip(expected) {
+                let got = step(start, event, at, &p());
+                assert_eq!(got.state, want, "{name} + {event:?} at {at}");
+                if matches!(event, Event::Report(_)) {
+                    assert_eq!(got.last_report_ms, Some(at), "a report is remembered");
+                }
+            }
+        }
+    }
+
+    /// Random report/tick sequences: a down edge is never `up` or
+    /// `overloaded` before `readmit_reports` reports, each within the
+    /// silence limit of the previous one (ticks in between do not matter).
+    #[test]
+    fn no_readmission_without_a_full_streak() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..2_000 {
+            let mut l = Liveness::declared();
+            let mut now = 0;
+            let mut streak: Vec<u64> = Vec::new();
+            for _ in 0..40 {
+                now += rand(5_000);
+                let event = match rand(3) {
+                    0 => Event::Tick,
+                    1 => ok(),
+                    _ => cpu(0.99),
+                };
+                let was_down = l.state == EdgeState::Down;
+                if matches!(event, Event::Report(_)) {
+                    if streak.last().is_some_and(|t| now - t > 3_000) {
+                        streak.clear();
+                    }
+                    streak.push(now);
+                }
+                l = step(&l, event, now, &p());
+                if was_down && matches!(l.state, EdgeState::Up | EdgeState::Overloaded) {
+                    assert!(streak.len() >= 3, "admitted after {streak:?} at {now}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn labels_are_distinct() {
         let s: std::collections::HashSet<_> = EdgeState::ALL.iter().map(|s| s.as_str()).collect();
