@@ -539,3 +539,74 @@ async fn draining_by_admin_call_and_on_sigterm() -> Result<()> {
     .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_delivers_changes_at_once_and_resumes_from_a_cursor() -> Result<()> {
+    use outpost_proto::stream::StreamEvent;
+    let dir = test_dir("cc-stream");
+    let ip = "127.73.5.10";
+    let _cc = start_cache_control(&dir, "cc", ip, &["ghost"], "").await?;
+    let base = format!("https://{ip}:{CC_PORT}");
+    let url = format!("{base}/v1/reports");
+    let poster = outpost_svc::https::client::<Full<Bytes>>(Some(&ca(&dir)), Duration::from_secs(2))?;
+    let streams = StreamClient::new(Some(&ca(&dir)))?;
+
+    // A fresh subscriber starts with a snapshot.
+    let mut sub = streams.connect(&base, None).await?;
+    let first = sub.next_within(Duration::from_secs(5)).await?.context("stream ended")?;
+    let StreamEvent::Snapshot(snap) = first.event else {
+        bail!("expected a snapshot, got {:?}", first.event);
+    };
+    assert_eq!(snap.edges.len(), 1);
+
+    // A report that changes the edge's state reaches the subscriber at once.
+    let sent = Instant::now();
+    let (status, _) = post(&poster, &url, Post::report(&ghost_report(1, now_ms()))).await?;
+    assert_eq!(status, 200);
+    let change = loop {
+        let ev = sub.next_within(Duration::from_secs(5)).await?.context("stream ended")?;
+        if let StreamEvent::Change(c) = ev.event {
+            break c;
+        }
+    };
+    let took = sent.elapsed();
+    eprintln!("state change reached the subscriber {took:?} after the report was sent");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!((change.version, change.edge.good_streak), (snap.version + 1, 1));
+    let cursor = outpost_proto::stream::Cursor {
+        epoch: snap.epoch.clone(),
+        version: change.version,
+    };
+    drop(sub);
+
+    // While nobody listens, two more reports: the second readmission step
+    // is a load-only update, published within one interval.
+    post(&poster, &url, Post::report(&ghost_report(2, now_ms()))).await?;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    post(&poster, &url, Post::report(&ghost_report(3, now_ms()))).await?;
+
+    // Reconnecting with the cursor resumes: no snapshot, only what was missed.
+    let mut sub = streams.connect(&base, Some(&cursor)).await?;
+    let mut view = ReplicaView::default();
+    view.apply(StreamEvent::Snapshot(snap));
+    view.apply(StreamEvent::Change(change));
+    loop {
+        let ev = sub.next_within(Duration::from_secs(5)).await?.context("stream ended")?;
+        assert!(!matches!(ev.event, StreamEvent::Snapshot(_)), "resumed, not restarted");
+        view.apply(ev.event);
+        if state(&view, "ghost") == Some(EdgeState::Up) {
+            break;
+        }
+    }
+    assert_eq!(view.edges["ghost"].good_streak, 3);
+
+    // A cursor from another run of the replica gets a snapshot.
+    let stale = outpost_proto::stream::Cursor {
+        epoch: "another-run".into(),
+        version: 1,
+    };
+    let mut sub = streams.connect(&base, Some(&stale)).await?;
+    let ev = sub.next_within(Duration::from_secs(5)).await?.context("stream ended")?;
+    assert!(matches!(ev.event, StreamEvent::Snapshot(s) if s.edges[0].state == EdgeState::Up));
+    Ok(())
+}
