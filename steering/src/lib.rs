@@ -1,5 +1,10 @@
 //! Steering and the playback API (issue 4): maps a client IP to its ISP
-//! and place, ranks nearby healthy edges and signs playback tokens.
+//! and place ([`geo`]), ranks nearby healthy edges ([`rank`]) from the
+//! state cache-control streams, and answers play requests with ranked,
+//! token-signed edge URLs and HLS/DASH Content Steering manifests.
 //!
-//! Not built yet: `outpost steering` says so and exits non-zero. This
-//! crate exists so the workspace layout is the one the design describes.
+//! What it is not: a cache or a health checker. It never probes edges; it
+//! trusts what cache-control says and keeps answering from the last state
+//! it received when cache-control is unreachable.
+
+pub mod geo;

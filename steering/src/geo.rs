@@ -1,0 +1,1 @@
+//! Locating a client (being written).
