@@ -8,3 +8,4 @@
 //! it received when cache-control is unreachable.
 
 pub mod geo;
+pub mod rank;
