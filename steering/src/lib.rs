@@ -7,5 +7,9 @@
 //! trusts what cache-control says and keeps answering from the last state
 //! it received when cache-control is unreachable.
 
+pub mod catalog;
+pub mod edges;
 pub mod geo;
+pub mod manifest;
 pub mod rank;
+pub mod sealed;
