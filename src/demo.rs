@@ -35,10 +35,8 @@ pub async fn run(state_dir: &Path) -> Result<()> {
     let origin_cfg: outpost_origin::OriginConfig =
         parse_config(Path::new("configs/origin.toml (embedded)"), ORIGIN_TOML)?;
     let mut edge_cfg: outpost_edge::EdgeConfig = parse_config(Path::new("configs/edge.toml (embedded)"), EDGE_TOML)?;
-    let mut cc_cfg: outpost_cache_control::CacheControlConfig = parse_config(
-        Path::new("configs/cache-control.toml (embedded)"),
-        CACHE_CONTROL_TOML,
-    )?;
+    let mut cc_cfg: outpost_cache_control::CacheControlConfig =
+        parse_config(Path::new("configs/cache-control.toml (embedded)"), CACHE_CONTROL_TOML)?;
     let certs = state_dir.join("certs");
     edge_cfg.tls.cert = certs.join("edge.crt");
     edge_cfg.tls.key = certs.join("edge.key");

@@ -1,7 +1,7 @@
 //! Steering and the playback API (issue 4): maps a client IP to its ISP
-//! and place ([`geo`]), ranks nearby healthy edges ([`rank`]) from the
-//! state cache-control streams, and answers play requests with ranked,
-//! token-signed edge URLs and HLS/DASH Content Steering manifests.
+//! and place ([`geo`]), ranks nearby healthy edges ([`rank`]), and answers
+//! play requests with ranked, token-signed edge URLs and HLS/DASH Content
+//! Steering manifests.
 //!
 //! What it is not: a cache or a health checker. It never probes edges; it
 //! trusts what cache-control says and keeps answering from the last state
@@ -9,7 +9,9 @@
 
 pub mod catalog;
 pub mod edges;
+pub mod entitlement;
 pub mod geo;
 pub mod manifest;
+pub mod metrics;
 pub mod rank;
 pub mod sealed;

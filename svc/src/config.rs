@@ -152,6 +152,11 @@ pub mod de {
         Ok(bytes)
     }
 
+    /// An optional [`secret`] (use with `#[serde(default)]`).
+    pub fn optional_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        secret(d).map(Some)
+    }
+
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum NumOrStr {

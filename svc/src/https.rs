@@ -112,9 +112,10 @@ pub async fn serve<F, Fut>(
     }
 }
 
-/// An HTTPS client (HTTP/2 or HTTP/1.1 by ALPN) for control plane calls
-/// (health reports, the state stream), trusting the PEM bundle at `ca`
-/// (or the given roots only).
+/// A client for control plane calls (health reports, the state stream,
+/// manifests from the origin): HTTP/2 or HTTP/1.1 by ALPN over TLS,
+/// trusting only the PEM bundle at `ca`; plain `http://` URLs use HTTP/1.1
+/// (callers that must not use cleartext validate their URLs).
 pub type Client<B> = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     B,
@@ -135,7 +136,7 @@ where
     http.set_connect_timeout(Some(connect_timeout));
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
-        .https_only()
+        .https_or_http()
         .enable_http1()
         .enable_http2()
         .wrap_connector(http);
