@@ -49,11 +49,8 @@ enum Command {
         #[arg(long, default_value = "outpost-state")]
         state_dir: PathBuf,
     },
-    /// Benchmarks against peers (not yet available).
-    Bench {
-        #[arg(trailing_var_arg = true)]
-        args: Vec<String>,
-    },
+    /// Benchmarks against peers: `outpost bench <scenario> [--quick] [--json PATH]`.
+    Bench(outpost_bench::BenchArgs),
     /// Generate a local CA and a leaf certificate for loopback use.
     Certs {
         /// Directory for ca.crt/ca.key and <name>.crt/<name>.key.
@@ -114,7 +111,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Command::Steering { .. } => not_yet("steering", 4),
             Command::Demo { state_dir } => demo::run(&state_dir).await,
-            Command::Bench { .. } => not_yet("bench", 6),
+            Command::Bench(args) => outpost_bench::run(args).await,
         }
     })
 }

@@ -1,8 +1,93 @@
-//! Outpost's bench: load generators and the clients they (and the
-//! multi-service tests) use to talk to the real services.
+//! Outpost's bench: load generators, the clients they (and the
+//! multi-service tests) use to talk to the real services, and the
+//! `outpost bench <scenario>` scenarios.
 //!
 //! What it is: HTTPS (HTTP/1.1, HTTP/2) and HTTP/3 clients that time each
-//! response, and (as later issues land) the `outpost bench` scenarios.
-//! What it is not: a test framework or a mock of any service.
+//! response ([`client`], [`load`]), helpers that start the real `outpost`
+//! binary and the peers (nginx, Caddy) as separate processes and read their
+//! CPU time from `/proc` ([`procs`], [`peers`]), and the scenarios
+//! ([`hit_throughput`], [`stampede`], [`hit_ratio`]), each printing a table
+//! and writing JSON.
+//! What it is not: a test framework, a mock of any service, or a timing
+//! assertion: `--quick` only checks that a scenario works.
 
 pub mod client;
+pub mod hit_ratio;
+pub mod hit_throughput;
+pub mod load;
+pub mod peers;
+pub mod procs;
+pub mod report;
+pub mod rig;
+pub mod stampede;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+/// `outpost bench <scenario> [--quick] [--json PATH]`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// The scenarios (issue 6); steering, failover and players come with steering.
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// Cached 2–6 MB segments over HTTPS/1.1, HTTP/2 and HTTP/3 from one
+    /// edge, against nginx (proxy_cache) and Caddy (file_server).
+    HitThroughput(hit_throughput::Opts),
+    /// Many concurrent requests for one cold segment against a paced
+    /// origin: origin fetches and followers' time to first byte, against
+    /// nginx with proxy_cache_lock.
+    Stampede(stampede::Opts),
+    /// Replay a Zipf workload (or a trace) through the edge's memory tier
+    /// for each policy: object and byte hit ratios.
+    HitRatio(hit_ratio::Opts),
+}
+
+/// Options every scenario takes.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Small and fast: checks that the scenario works (for CI); no timing
+    /// is asserted.
+    #[arg(long)]
+    pub quick: bool,
+    /// Where to write the JSON results. Default: bench/results/<scenario>.json.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Scratch directory for configs, certificates, logs and peer caches.
+    /// Default: <tmp>/outpost-bench/<scenario>.
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+impl Common {
+    fn json_path(&self, scenario: &str) -> PathBuf {
+        self.json
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("bench/results/{scenario}.json")))
+    }
+
+    /// A fresh scratch directory for `scenario`.
+    fn fresh_dir(&self, scenario: &str) -> Result<PathBuf> {
+        let dir = self
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("outpost-bench").join(scenario));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(std::path::absolute(&dir)?)
+    }
+}
+
+/// Run one scenario (called by `outpost bench`).
+pub async fn run(args: BenchArgs) -> Result<()> {
+    match args.scenario {
+        Scenario::HitThroughput(o) => hit_throughput::run(o).await,
+        Scenario::Stampede(o) => stampede::run(o).await,
+        Scenario::HitRatio(o) => hit_ratio::run(o).await,
+    }
+}
