@@ -138,6 +138,8 @@ struct Run {
     server_cpu_s: f64,
     server_cpu_s_per_gib: f64,
     client_cpu_s: f64,
+    /// CPU seconds of every other process during the run (noise).
+    other_cpu_s: f64,
     #[serde(skip)]
     ttfb_samples: Vec<Duration>,
 }
@@ -155,6 +157,8 @@ struct Summary {
     mib_per_s_by_round: Vec<f64>,
     ttfb: Percentiles,
     server_cpu_s_per_gib: f64,
+    /// CPU seconds of every other process during these runs (noise).
+    other_cpu_s: f64,
 }
 
 /// Outpost against one peer on one protocol.
@@ -164,6 +168,7 @@ struct Ratio {
     peer: String,
     /// Median over rounds of Outpost MiB/s ÷ peer MiB/s (same round).
     throughput: f64,
+    throughput_by_round: Vec<f64>,
     /// Peer CPU s/GiB ÷ Outpost CPU s/GiB (above 1: Outpost spends less CPU per byte).
     cpu_efficiency: f64,
     /// Peer TTFB p99 ÷ Outpost TTFB p99 (above 1: Outpost answers sooner).
@@ -324,10 +329,11 @@ pub async fn run(o: Opts) -> Result<()> {
                     server_cpu_s: r.server_cpu,
                     server_cpu_s_per_gib: if gib > 0.0 { r.server_cpu / gib } else { 0.0 },
                     client_cpu_s: r.client_cpu,
+                    other_cpu_s: r.other_cpu,
                     ttfb_samples: r.ttfb,
                 };
                 println!(
-                    "  {} {:<7} round {}: {:>7.1} req/s {:>8.1} MiB/s  ttfb p50 {:>6.2} ms p99 {:>7.2} ms  server {:.3} CPU s/GiB  errors {}",
+                    "  {} {:<7} round {}: {:>7.1} req/s {:>8.1} MiB/s  ttfb p50 {:>6.2} ms p99 {:>7.2} ms  server {:.3} CPU s/GiB  client {:.1} s, others {:.1} s  errors {}",
                     proto.as_str(),
                     s.name,
                     round + 1,
@@ -336,6 +342,8 @@ pub async fn run(o: Opts) -> Result<()> {
                     run.ttfb.p50_ms,
                     run.ttfb.p99_ms,
                     run.server_cpu_s_per_gib,
+                    run.client_cpu_s,
+                    run.other_cpu_s,
                     run.errors
                 );
                 if let Some(e) = &run.first_error {
@@ -367,6 +375,7 @@ pub async fn run(o: Opts) -> Result<()> {
         "TTFB p99 ms",
         "server CPU s/GiB",
         "errors",
+        "others' CPU s",
     ]);
     for s in &summary {
         t.row(vec![
@@ -378,6 +387,7 @@ pub async fn run(o: Opts) -> Result<()> {
             f(s.ttfb.p99_ms, 2),
             f(s.server_cpu_s_per_gib, 3),
             s.errors.to_string(),
+            f(s.other_cpu_s, 1),
         ]);
     }
     println!("\n{}", t.render());
@@ -459,6 +469,7 @@ fn summarize(runs: &[Run]) -> Vec<Summary> {
                 mib_per_s_by_round: rs.iter().map(|r| r.mib_per_s).collect(),
                 ttfb: Percentiles::of(&samples),
                 server_cpu_s_per_gib: if gib > 0.0 { cpu / gib } else { 0.0 },
+                other_cpu_s: rs.iter().map(|r| r.other_cpu_s).sum(),
             }
         })
         .collect()
@@ -482,6 +493,7 @@ fn ratios(runs: &[Run], summary: &[Summary]) -> Vec<Ratio> {
                 proto: us.proto,
                 peer: peer.server.clone(),
                 throughput: median(&per_round),
+                throughput_by_round: per_round.clone(),
                 cpu_efficiency: peer.server_cpu_s_per_gib / us.server_cpu_s_per_gib,
                 ttfb_p99: peer.ttfb.p99_ms / us.ttfb.p99_ms,
             });

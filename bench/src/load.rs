@@ -298,6 +298,9 @@ pub struct LoadResult {
     pub server_cpu: f64,
     /// CPU seconds this (client) process spent during the timed phase.
     pub client_cpu: f64,
+    /// CPU seconds the rest of the machine spent during the timed phase
+    /// (other processes: noise when it is not near zero).
+    pub other_cpu: f64,
 }
 
 impl LoadResult {
@@ -331,7 +334,11 @@ pub async fn run(
     while let Some(c) = connecting.join_next().await {
         conns.push(c??);
     }
-    let (cpu0, client0) = (server_cpu(), crate::procs::self_cpu_seconds());
+    let (cpu0, client0, busy0) = (
+        server_cpu(),
+        crate::procs::self_cpu_seconds(),
+        crate::procs::machine_busy_seconds(),
+    );
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = tokio::task::JoinSet::new();
@@ -380,6 +387,7 @@ pub async fn run(
     total.elapsed = started.elapsed();
     total.server_cpu = server_cpu() - cpu0;
     total.client_cpu = crate::procs::self_cpu_seconds() - client0;
+    total.other_cpu = (crate::procs::machine_busy_seconds() - busy0 - total.server_cpu - total.client_cpu).max(0.0);
     if total.requests == 0 && total.errors == 0 {
         bail!("no request completed in {duration:?}");
     }

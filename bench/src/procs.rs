@@ -187,6 +187,25 @@ pub fn cpu_seconds(pid: &str) -> f64 {
         .map_or(0.0, |ticks| ticks / clock_ticks())
 }
 
+/// CPU seconds the whole machine has been busy (all CPUs, from the `cpu`
+/// line of `/proc/stat`: everything but idle and iowait).
+pub fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest is in user)
+    let busy: f64 = v
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, x)| x)
+        .sum();
+    busy / clock_ticks()
+}
+
 /// CPU seconds of this process.
 pub fn self_cpu_seconds() -> f64 {
     cpu_seconds("self")
