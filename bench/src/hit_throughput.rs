@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::load::{self, Conn, Object, Proto, Target};
 use crate::peers::{self, Peer};
-use crate::procs::Proc;
+use crate::procs::{self, Proc};
 use crate::report::{f, median, write_json, Header, Percentiles, Table};
 use crate::rig::{self, Addrs};
 use crate::Common;
@@ -56,6 +56,10 @@ pub struct Opts {
     /// Leave Caddy out.
     #[arg(long)]
     pub no_caddy: bool,
+    /// Before each run, wait up to this many seconds for the machine to be
+    /// idle (other processes under 0.2 CPU). Default: 120 (quick: 0).
+    #[arg(long)]
+    pub quiet_wait: Option<f64>,
     #[command(flatten)]
     pub peers: peers::PeerOpts,
 }
@@ -140,6 +144,10 @@ struct Run {
     client_cpu_s: f64,
     /// CPU seconds of every other process during the run (noise).
     other_cpu_s: f64,
+    /// Whether the machine was idle just before the run, and how long the
+    /// bench waited for that.
+    quiet_before: bool,
+    waited_s: f64,
     #[serde(skip)]
     ttfb_samples: Vec<Duration>,
 }
@@ -204,6 +212,7 @@ pub async fn run(o: Opts) -> Result<()> {
     let seconds = o.seconds.unwrap_or(if quick { 1.0 } else { 8.0 });
     let rounds = o.rounds.unwrap_or(if quick { 1 } else { 3 });
     let segments = o.segments.unwrap_or(if quick { 1 } else { 8 });
+    let quiet_wait = Duration::from_secs_f64(o.quiet_wait.unwrap_or(if quick { 0.0 } else { 120.0 }));
     let protocols = if o.protocols.is_empty() {
         Proto::ALL.to_vec()
     } else {
@@ -307,6 +316,7 @@ pub async fn run(o: Opts) -> Result<()> {
     for &proto in &protocols {
         for round in 0..rounds {
             for s in servers.iter().filter(|s| s.protos.contains(&proto)) {
+                let (quiet, waited) = procs::settle(quiet_wait).await;
                 let r = load::run(&s.target, proto, connections, duration, objects.clone(), || {
                     s.proc.cpu_seconds()
                 })
@@ -330,6 +340,8 @@ pub async fn run(o: Opts) -> Result<()> {
                     server_cpu_s_per_gib: if gib > 0.0 { r.server_cpu / gib } else { 0.0 },
                     client_cpu_s: r.client_cpu,
                     other_cpu_s: r.other_cpu,
+                    quiet_before: quiet,
+                    waited_s: waited,
                     ttfb_samples: r.ttfb,
                 };
                 println!(

@@ -206,6 +206,37 @@ pub fn machine_busy_seconds() -> f64 {
     busy / clock_ticks()
 }
 
+/// Wait until the machine has been nearly idle (under 0.2 CPU busy) for
+/// a second, at most `max`. Returns whether it was, and how long it took.
+/// Other people's builds on a shared machine would otherwise be measured
+/// as part of whichever server happened to run beside them.
+pub async fn wait_quiet(max: Duration) -> (bool, Duration) {
+    let started = Instant::now();
+    loop {
+        let b0 = machine_busy_seconds();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if machine_busy_seconds() - b0 < 0.2 {
+            return (true, started.elapsed());
+        }
+        if started.elapsed() >= max {
+            return (false, started.elapsed());
+        }
+    }
+}
+
+/// [`wait_quiet`] before a timed run, saying so when the machine stayed
+/// busy; `max` zero skips the wait. Returns (quiet, seconds waited).
+pub async fn settle(max: Duration) -> (bool, f64) {
+    if max.is_zero() {
+        return (false, 0.0);
+    }
+    let (quiet, waited) = wait_quiet(max).await;
+    if !quiet {
+        println!("    (machine still busy after {waited:.0?}; measuring anyway)");
+    }
+    (quiet, waited.as_secs_f64())
+}
+
 /// CPU seconds of this process.
 pub fn self_cpu_seconds() -> f64 {
     cpu_seconds("self")

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::load::{Conn, Proto, Target};
 use crate::peers::{self, Peer};
-use crate::procs::{metric_sum, metrics};
+use crate::procs::{self, metric_sum, metrics};
 use crate::report::{f, median, write_json, Header, Percentiles, Table};
 use crate::rig::{self, Addrs};
 use crate::Common;
@@ -41,6 +41,10 @@ pub struct Opts {
     /// Leave nginx out.
     #[arg(long)]
     pub no_nginx: bool,
+    /// Before each run, wait up to this many seconds for the machine to be
+    /// idle (other processes under 0.2 CPU). Default: 120 (quick: 0).
+    #[arg(long)]
+    pub quiet_wait: Option<f64>,
     #[command(flatten)]
     pub peers: peers::PeerOpts,
 }
@@ -76,6 +80,8 @@ struct Run {
     send_spread_ms: f64,
     /// Responses by cache header (`Cache-Status` / `X-Cache-Status`).
     by_cache_status: BTreeMap<String, usize>,
+    /// Whether the machine was idle just before the run.
+    quiet_before: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -229,6 +235,7 @@ async fn stampede(
             .as_secs_f64()
             * 1e3,
         by_cache_status,
+        quiet_before: false,
     })
 }
 
@@ -236,6 +243,7 @@ pub async fn run(o: Opts) -> Result<()> {
     let quick = o.common.quick;
     let n = o.requests.unwrap_or(if quick { 100 } else { 1000 });
     let rounds = o.rounds.unwrap_or(if quick { 1 } else { 3 });
+    let quiet_wait = Duration::from_secs_f64(o.quiet_wait.unwrap_or(if quick { 0.0 } else { 120.0 }));
     let dir = o.common.fresh_dir("stampede")?;
     let header = Header::new("stampede", quick);
     let addrs = Addrs::for_scenario(2);
@@ -284,9 +292,11 @@ pub async fn run(o: Opts) -> Result<()> {
     for round in 0..rounds {
         for (i, (name, target)) in servers.iter().enumerate() {
             let seg = rig::segment(0, BITRATE, (round * servers.len() + i) as u32);
-            let r = stampede(name, target, &origin_admin, &seg.path, n, round)
+            let (quiet, _) = procs::settle(quiet_wait).await;
+            let mut r = stampede(name, target, &origin_admin, &seg.path, n, round)
                 .await
                 .with_context(|| format!("{name} stampede"))?;
+            r.quiet_before = quiet;
             println!(
                 "  {name:<7} round {}: origin fetches {}, leader TTFB {:.2} ms, followers TTFB p50 {:.2} p99 {:.2} max {:.2} ms, last byte p99 {:.0} ms, errors {}",
                 round + 1,

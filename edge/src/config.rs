@@ -46,6 +46,10 @@ pub struct EdgeConfig {
     /// report, and steering will not know it).
     #[serde(default)]
     pub report: Option<ReportConfig>,
+    /// Playback tokens (CTA-5007 Common Access Tokens that steering
+    /// signs). Default: not required.
+    #[serde(default)]
+    pub token: TokenConfig,
 }
 
 fn default_id() -> String {
@@ -321,6 +325,48 @@ impl ReportConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Refuse requests without a valid token (401/403, before the cache).
+    /// Default: false: a token in the path (`/t/<token>/`) or query (`CAT`)
+    /// is still stripped before the cache key, but not checked.
+    #[serde(default)]
+    pub required: bool,
+    /// Keys tokens may be signed with: `[{ id, secret }]`, the secret
+    /// literal or `file:/path`, at least 16 bytes. List the new and the old
+    /// key while rotating. At least one when `required`. Default: none.
+    #[serde(default, deserialize_with = "token_keys")]
+    pub keys: Vec<outpost_proto::token::TokenKey>,
+    /// Leeway for the token's expiry and not-before times. Default: 30s.
+    #[serde(default = "d::<30>", deserialize_with = "de::duration")]
+    pub clock_skew: Duration,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+fn token_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<outpost_proto::token::TokenKey>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Key {
+        id: String,
+        #[serde(deserialize_with = "de::secret")]
+        secret: Vec<u8>,
+    }
+    let keys = Vec::<Key>::deserialize(d)?;
+    Ok(keys
+        .into_iter()
+        .map(|k| outpost_proto::token::TokenKey {
+            id: k.id,
+            secret: k.secret,
+        })
+        .collect())
+}
+
 /// `addr/len` with a valid address and prefix length.
 pub fn valid_cidr(s: &str) -> bool {
     let Some((addr, len)) = s.split_once('/') else {
@@ -448,6 +494,23 @@ impl Validate for EdgeConfig {
                 return Err(Invalid::new("report.title_depth", "must be at least 1"));
             }
         }
+        if self.token.required && self.token.keys.is_empty() {
+            return Err(Invalid::new(
+                "token.keys",
+                "needs at least one key when token.required is true",
+            ));
+        }
+        for (i, k) in self.token.keys.iter().enumerate() {
+            if k.id.is_empty() {
+                return Err(Invalid::new(format!("token.keys[{i}].id"), "must not be empty"));
+            }
+            if self.token.keys[..i].iter().any(|o| o.id == k.id) {
+                return Err(Invalid::new(
+                    format!("token.keys[{i}].id"),
+                    format!("`{}` is listed twice", k.id),
+                ));
+            }
+        }
         if self.limits.max_header_bytes < 8192 {
             return Err(Invalid::new("limits.max_header_bytes", "must be at least 8KiB"));
         }
@@ -481,6 +544,48 @@ urls = ["http://127.0.0.1:8080"]
         assert_eq!(c.cache.memory.policy, Policy::S3Fifo);
         assert!(c.http3.enabled);
         assert_eq!(c.upstream.retries, 2);
+        assert!(!c.token.required && c.token.keys.is_empty());
+        assert_eq!(c.token.clock_skew, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_example_config_parses_with_its_token_section_enabled() {
+        let text = include_str!("../../configs/edge.toml");
+        let (head, tail) = text.split_at(text.find("# [token]").expect("a commented [token] example"));
+        let tail: Vec<&str> = tail.lines().map(|l| l.strip_prefix("# ").unwrap_or(l)).collect();
+        let c: EdgeConfig =
+            outpost_svc::config::parse_config(Path::new("configs/edge.toml"), &format!("{head}{}\n", tail.join("\n")))
+                .unwrap();
+        assert!(c.token.required);
+        assert_eq!(c.token.keys[0].id, "k1");
+    }
+
+    #[test]
+    fn token_section() {
+        let c = parse(
+            "[token]\nrequired = true\nclock_skew = \"5s\"\n\
+             [[token.keys]]\nid = \"k1\"\nsecret = \"0123456789abcdef\"\n\
+             [[token.keys]]\nid = \"k2\"\nsecret = \"fedcba9876543210\"\n",
+        )
+        .unwrap();
+        assert!(c.token.required);
+        assert_eq!(c.token.clock_skew, Duration::from_secs(5));
+        assert_eq!(c.token.keys[1].id, "k2");
+        assert!(
+            !format!("{c:?}").contains("0123456789abcdef"),
+            "secrets stay out of Debug"
+        );
+        let e = parse("[token]\nrequired = true\n").unwrap_err().to_string();
+        assert!(e.contains("token.keys"), "{e}");
+        let e = parse("[token]\n[[token.keys]]\nid = \"k\"\nsecret = \"short\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("16 bytes"), "{e}");
+        let twice = "[[token.keys]]\nid = \"k\"\nsecret = \"0123456789abcdef\"\n";
+        let e = parse(&format!("[token]\n{twice}{twice}")).unwrap_err().to_string();
+        assert!(e.contains("token.keys[1].id"), "{e}");
+        let e = parse("[token]\nrequire = true\n").unwrap_err().to_string();
+        assert!(e.contains("require"), "{e}");
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //! fill) comes out.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use outpost_proto::token::{self, TokenError};
 
 use crate::cache::lock::{follower_may_use, plan};
 use crate::cache::range::{self, RangeRequest, Resolved};
@@ -44,6 +46,8 @@ pub struct RequestHead {
     pub uri: Uri,
     pub headers: HeaderMap,
     pub proto: Proto,
+    /// The connection's peer (a token's client network is checked against it).
+    pub peer: SocketAddr,
 }
 
 /// Where a response body comes from.
@@ -156,7 +160,11 @@ impl Edge {
     pub async fn handle(self: &Arc<Self>, req: RequestHead) -> EdgeResponse {
         let started = Instant::now();
         let mut access = AccessRecord::new(self.clone(), &req, started);
-        let resp = self.route(&req, &mut access).await;
+        let mut resp = self.route(&req, &mut access).await;
+        if req.method == Method::HEAD {
+            // Refusals and errors carry a text body; a HEAD answer never does.
+            resp.2 = EdgeBody::Empty;
+        }
         self.metrics
             .ttfb
             .with_label_values(&[req.proto.as_str(), access.cache.as_str()])
@@ -182,7 +190,16 @@ impl Edge {
             h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", h);
         }
-        let key = match CacheKey::new(req.uri.path(), req.uri.query(), &self.cfg.cache.key_query_params) {
+        // The token never reaches the key (nor, so, the upstream request):
+        // `/t/<token>` is cut from the path here and `CAT` is never a key
+        // parameter.
+        let (token, path) = token::extract(
+            req.uri.path(),
+            req.uri.query(),
+            req.headers.get(token::HEADER).and_then(|v| v.to_str().ok()),
+        );
+        access.path_skip = req.uri.path().len().saturating_sub(path.len()); // `path` is a suffix
+        let key = match CacheKey::new(&path, req.uri.query(), &self.cfg.cache.key_query_params) {
             Ok(k) => k,
             Err(e) => {
                 self.metrics.refused.with_label_values(&["bad-path"]).inc();
@@ -195,6 +212,16 @@ impl Edge {
         };
         access.key = key.as_str().to_owned();
         let now = SystemTime::now();
+        if self.cfg.token.required {
+            if let Err(e) = self.check_token(token, key.path(), req.peer, now, access) {
+                self.metrics
+                    .refused
+                    .with_label_values(&[&format!("token-{}", e.as_str())])
+                    .inc();
+                let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+                return error(status, &e.to_string(), HeaderMap::new());
+            }
+        }
         let mut stored = self.memory.get(&key);
         // Hit fast path: a fresh copy is served whatever is in flight
         // (`plan` says so too), so the in-flight map's lock is not taken.
@@ -266,6 +293,40 @@ impl Edge {
                 "internal error: no fill for plan",
                 HeaderMap::new(),
             ),
+        }
+    }
+
+    /// Verify a request's playback token against the normalized path and
+    /// the connection's peer; the outcome goes into the access record.
+    fn check_token(
+        &self,
+        token: Option<&str>,
+        path: &str,
+        peer: SocketAddr,
+        now: SystemTime,
+        access: &mut AccessRecord,
+    ) -> Result<(), TokenError> {
+        let now = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let result = token.ok_or(TokenError::Missing).and_then(|t| {
+            token::verify_with_skew(
+                &self.cfg.token.keys,
+                t,
+                path,
+                peer.ip(),
+                now,
+                self.cfg.token.clock_skew.as_secs(),
+            )
+        });
+        match result {
+            Ok(grant) => {
+                access.token = "ok";
+                access.session = grant.session;
+                Ok(())
+            }
+            Err(e) => {
+                access.token = e.as_str();
+                Err(e)
+            }
         }
     }
 
@@ -461,7 +522,14 @@ pub struct AccessRecord {
     proto: Proto,
     method: Method,
     uri: Uri,
+    /// Bytes of the path before the part the cache saw (`/t/<token>`), so
+    /// the log and the title statistics never see a token.
+    path_skip: usize,
     key: String,
+    /// Playback token outcome: "-" when not checked, "ok", or the refusal.
+    token: &'static str,
+    /// The verified token's session id.
+    session: Option<String>,
     pub status: StatusCode,
     pub cache: CacheStatus,
     started: Instant,
@@ -482,7 +550,10 @@ impl AccessRecord {
             proto: req.proto,
             method: req.method.clone(),
             uri: req.uri.clone(),
+            path_skip: 0,
             key: String::new(),
+            token: "-",
+            session: None,
             status: StatusCode::OK,
             cache: CacheStatus::None,
             started,
@@ -501,14 +572,17 @@ impl Drop for AccessRecord {
             .inc();
         m.bytes_sent.with_label_values(&[proto]).inc_by(self.bytes);
         let depth = self.edge.cfg.report.as_ref().map_or(2, |r| r.title_depth);
-        let title = crate::stats::title_of(self.uri.path(), depth);
+        let path = self.uri.path().get(self.path_skip..).unwrap_or("/");
+        let title = crate::stats::title_of(path, depth);
         self.edge.stats.finished(title, self.cache, self.bytes);
         tracing::info!(
             target: "access",
             proto,
             method = %self.method,
-            path = %self.uri.path().get(..512).unwrap_or(self.uri.path()),
+            path = %path.get(..512).unwrap_or(path),
             key = %self.key,
+            token = self.token,
+            session = self.session.as_deref().unwrap_or("-"),
             status = self.status.as_u16(),
             cache = self.cache.as_str(),
             bytes = self.bytes,

@@ -2,7 +2,8 @@
 //!
 //! What it is: the health report an edge sends to cache-control and the
 //! HMAC signature that authenticates it, and the edge-state stream
-//! cache-control serves to steering (later: playback tokens). Pure data and pure functions.
+//! cache-control serves to steering, and the playback tokens steering signs
+//! and edges verify (`token`). Pure data and pure functions.
 //!
 //! What it is not: a client or server. Nothing here does IO or reads a
 //! clock; callers pass timestamps in.
@@ -10,6 +11,7 @@
 pub mod health;
 pub mod signature;
 pub mod stream;
+pub mod token;
 
 pub use health::{ContentDigest, HealthReport, TierUsage};
 pub use signature::{sign, verify, SignatureError};

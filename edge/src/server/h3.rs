@@ -102,6 +102,7 @@ pub async fn serve(endpoint: quinn::Endpoint, edge: Arc<Edge>, shutdown: Shutdow
 }
 
 async fn connection(conn: quinn::Connection, edge: Arc<Edge>, requests: TaskTracker, shutdown: Shutdown) {
+    let peer = conn.remote_address();
     let mut builder = h3::server::builder();
     builder.max_field_section_size(edge.cfg.limits.max_header_bytes);
     let mut h3conn: h3::server::Connection<h3_quinn::Connection, Bytes> =
@@ -135,7 +136,7 @@ async fn connection(conn: quinn::Connection, edge: Arc<Edge>, requests: TaskTrac
                             return;
                         }
                     };
-                    request(edge, req, stream).await;
+                    request(edge, req, stream, peer).await;
                 });
             }
             Ok(None) => break,
@@ -151,6 +152,7 @@ async fn request(
     edge: Arc<Edge>,
     req: http::Request<()>,
     mut stream: h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
+    peer: SocketAddr,
 ) {
     let (parts, ()) = req.into_parts();
     let resp = edge
@@ -159,6 +161,7 @@ async fn request(
             uri: parts.uri,
             headers: parts.headers,
             proto: Proto::H3,
+            peer,
         })
         .await;
     let (mut body, mut access) = (resp.body, resp.access);
@@ -191,4 +194,15 @@ async fn request(
     if stream.finish().await.is_ok() {
         access.complete = true;
     }
+    drop(access); // logged and counted now, not after the drain below
+                  // Read the request stream to its end before dropping it (a GET's FIN is
+                  // normally already here): quinn answers a drop with unread data with
+                  // STOP_SENDING, which can race the client's own FIN and make it fail a
+                  // request that was answered in full (seen with a cache hit answered
+                  // before the client finished its request). Bounded for clients that
+                  // never finish.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while let Ok(Some(_)) = stream.recv_data().await {}
+    })
+    .await;
 }

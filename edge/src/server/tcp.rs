@@ -2,6 +2,7 @@
 //! ALPN chose). Adds `Alt-Svc` while the HTTP/3 listener is up.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,7 +74,7 @@ pub async fn serve(
             let svc = service_fn(move |req: Request<Incoming>| {
                 let edge = svc_edge.clone();
                 let alt_svc = alt_svc.clone();
-                async move { Ok::<_, Infallible>(handle(edge, alt_svc, req).await) }
+                async move { Ok::<_, Infallible>(handle(edge, alt_svc, req, peer).await) }
             });
             let conn = builder.serve_connection(TokioIo::new(tls), svc);
             let _ = watcher.watch(conn).await;
@@ -87,7 +88,7 @@ pub async fn serve(
     }
 }
 
-async fn handle(edge: Arc<Edge>, alt_svc: Arc<AltSvc>, req: Request<Incoming>) -> Response<Body> {
+async fn handle(edge: Arc<Edge>, alt_svc: Arc<AltSvc>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let proto = if req.version() == Version::HTTP_2 {
         Proto::H2
     } else {
@@ -100,6 +101,7 @@ async fn handle(edge: Arc<Edge>, alt_svc: Arc<AltSvc>, req: Request<Incoming>) -
             uri: parts.uri,
             headers: parts.headers,
             proto,
+            peer,
         })
         .await;
     let mut out = Response::new(body(resp.body, resp.access));
