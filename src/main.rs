@@ -38,10 +38,10 @@ enum Command {
         #[arg(long, default_value = "configs/cache-control.toml")]
         config: PathBuf,
     },
-    /// Steering and the playback API (not yet available).
+    /// Steering and the playback API: ranked edges, tokens, Content Steering.
     Steering {
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[arg(long, default_value = "configs/steering.toml")]
+        config: PathBuf,
     },
     /// Run the system locally on embedded defaults (origin + edge today).
     Demo {
@@ -109,14 +109,13 @@ fn run(cli: Cli) -> Result<()> {
                 shutdown.on_signals();
                 outpost_cache_control::run(cfg, shutdown).await.context("cache-control")
             }
-            Command::Steering { .. } => not_yet("steering", 4),
+            Command::Steering { config } => {
+                let cfg = load_config(&config)?;
+                shutdown.on_signals();
+                outpost_steering::run(cfg, shutdown).await.context("steering")
+            }
             Command::Demo { state_dir } => demo::run(&state_dir).await,
             Command::Bench(args) => outpost_bench::run(args).await,
         }
     })
-}
-
-fn not_yet(what: &str, issue: u32) -> Result<()> {
-    eprintln!("outpost {what}: not yet available (tracked in issue {issue})");
-    std::process::exit(2)
 }

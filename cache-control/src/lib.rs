@@ -28,7 +28,6 @@ use std::time::Instant;
 pub use config::CacheControlConfig;
 use outpost_svc::tls::TlsError;
 use outpost_svc::{AdminState, Shutdown};
-use tokio::task::JoinHandle;
 
 use crate::admission::{EdgeKey, Keys, Limits};
 use crate::registry::Registry;
@@ -43,22 +42,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
-/// A started replica.
-pub struct Running {
-    pub addr: SocketAddr,
-    pub admin: SocketAddr,
-    pub shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Running {
-    /// Wait until the replica has shut down.
-    pub async fn wait(self) {
-        for t in self.tasks {
-            let _ = t.await;
-        }
-    }
-}
+/// A started service.
+pub type Running = outpost_svc::https::Running<server::Shared>;
 
 fn epoch() -> String {
     let nanos = std::time::SystemTime::now()

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use outpost_proto::signature::{KEY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use outpost_proto::stream::{Change, Cursor, Heartbeat, StreamEvent};
-use outpost_svc::https::{full, Body};
+use outpost_svc::https::{full, json, Body};
 use outpost_svc::Shutdown;
 use tokio::sync::{broadcast, mpsc};
 
@@ -72,17 +72,6 @@ impl Shared {
         }
         self.metrics.set_counts(reg.counts());
     }
-}
-
-fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
-    let mut body = serde_json::to_vec(value).expect("plain data serializes");
-    body.push(b'\n');
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(full(body))
-        .expect("static response")
 }
 
 fn error(status: StatusCode, reason: &str, message: String) -> Response<Body> {

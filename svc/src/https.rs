@@ -67,6 +67,36 @@ pub async fn handshake(acceptor: &TlsAcceptor, tcp: TcpStream, peer: SocketAddr)
     }
 }
 
+/// A JSON answer, never cached, readable by players on other origins.
+pub fn json(status: http::StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    let mut body = serde_json::to_vec(value).expect("plain data serializes");
+    body.push(b'\n');
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+        .body(full(body))
+        .expect("static response")
+}
+
+/// A started control plane service: where it listens and what it shares
+/// with its handlers; `wait` returns once it has shut down.
+pub struct Running<S> {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub shared: Arc<S>,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl<S> Running<S> {
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
 /// Serve `handler` over TLS on `listener` until `shutdown`, then give open
 /// connections `grace` to finish. Long-lived responses (streams) must end
 /// themselves on `shutdown`.

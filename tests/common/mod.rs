@@ -313,3 +313,92 @@ impl Service {
         let _ = self.child.wait();
     }
 }
+
+/// An HTTPS (h1/h2) client whose connections come from `source` (a
+/// 127.x address standing for a client network), trusting `ca`.
+pub fn client_from(
+    source: std::net::IpAddr,
+    ca: &Path,
+) -> Result<
+    hyper_util::client::legacy::Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+> {
+    let tls = outpost_svc::tls::client_config(Some(ca), &[])?;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_local_address(Some(source));
+    let conn = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(conn))
+}
+
+/// Send a request with `client`; returns the status and the body.
+pub async fn send(
+    client: &hyper_util::client::legacy::Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    method: http::Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, bytes::Bytes)> {
+    use http_body_util::BodyExt;
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(body)))?)
+        .await
+        .with_context(|| url.to_string())?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.into_body().collect().await?.to_bytes()))
+}
+
+pub const STEERING_PORT: u16 = 6443;
+pub const STEERING_ADMIN: u16 = 6080;
+/// The playback token key steering signs with and edges verify.
+pub const TOKEN_KEY_ID: &str = "k1";
+pub const TOKEN_SECRET: &str = "playback-token-secret-0123456789";
+
+/// Steering on `ip` following `replicas`; `extra` is appended at the end
+/// (tables: `[geo]`, `[catalog]`, `[entitlement]`, ...).
+pub async fn start_steering(dir: &Path, ip: &str, replicas: &[&str], origin_ip: &str, extra: &str) -> Result<Service> {
+    let urls: Vec<String> = replicas.iter().map(|r| format!("\"https://{r}:{CC_PORT}\"")).collect();
+    let cfg = format!(
+        r#"
+listen = "{ip}:{STEERING_PORT}"
+admin = "{ip}:{STEERING_ADMIN}"
+steering_ttl = "1s"
+[tls]
+cert = "certs/steering.crt"
+key = "certs/steering.key"
+generate = true
+[cache_control]
+urls = [{}]
+ca = "certs/ca.crt"
+quiet = "2s"
+[origin]
+url = "http://{origin_ip}:{ORIGIN_PORT}"
+[tokens]
+keys = [{{ id = "{TOKEN_KEY_ID}", secret = "{TOKEN_SECRET}" }}]
+ttl = "1h"
+{extra}
+"#,
+        urls.join(", ")
+    );
+    let mut svc = spawn(dir, "steering", "steering", &cfg, &format!("{ip}:{STEERING_ADMIN}"))?;
+    wait_ready(&mut svc).await?;
+    Ok(svc)
+}
+
+/// The edge's `[token]` table requiring steering's tokens.
+pub fn token_section() -> String {
+    format!("[token]\nrequired = true\nkeys = [{{ id = \"{TOKEN_KEY_ID}\", secret = \"{TOKEN_SECRET}\" }}]\n")
+}

@@ -1,0 +1,546 @@
+//! The HTTPS shell: `POST /v1/play`, per-session manifests
+//! (`/v1/session/{id}/master.m3u8`, `/manifest.mpd`), steering manifests
+//! (`/v1/steering/{id}`), `/v1/edges`, and a text view at `/`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Incoming;
+use outpost_proto::token::{self, Grant, TokenKey};
+use outpost_svc::https::{full, json, Body, Client};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Refusal, Title};
+use crate::config::SteeringConfig;
+use crate::edges::EdgeSet;
+use crate::geo::{Location, Locator};
+use crate::manifest::{self, Pathway, SteeringManifest};
+use crate::metrics::Metrics;
+use crate::rank::{self, Ranked};
+use crate::{entitlement, sealed};
+
+/// Unix seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// What a session id carries (sealed, so any steering replica can serve it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// Title id.
+    pub t: String,
+    /// Client IP the session was made for.
+    pub ip: IpAddr,
+    /// Edge ids of its pathways, in the order first ranked.
+    pub e: Vec<String>,
+    /// Unix seconds when it (and its tokens) expire.
+    pub exp: u64,
+}
+
+pub struct Shared {
+    pub cfg: SteeringConfig,
+    pub public: String,
+    pub edges: EdgeSet,
+    pub locator: Arc<Locator>,
+    pub keys: Vec<TokenKey>,
+    pub session_secret: Vec<u8>,
+    pub metrics: Metrics,
+    pub policy: rank::Policy,
+    pub trusted: Vec<(IpAddr, u8)>,
+    pub origin: Client<Empty<Bytes>>,
+    pub fetched: Mutex<HashMap<String, (Instant, Bytes)>>,
+}
+
+fn error(status: StatusCode, reason: &str, message: impl std::fmt::Display) -> Response<Body> {
+    json(
+        status,
+        &serde_json::json!({ "error": reason, "message": message.to_string() }),
+    )
+}
+
+fn refusal(r: &Refusal) -> Response<Body> {
+    error(StatusCode::from_u16(r.status()).expect("valid"), r.as_str(), r)
+}
+
+fn text(content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+        .body(full(body))
+        .expect("static response")
+}
+
+/// Route one request.
+pub async fn handle(s: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    if method == Method::OPTIONS {
+        // CORS preflight for players on other origins.
+        return Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+            .header(header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS")
+            .header(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "content-type, authorization, x-subscriber-token",
+            )
+            .body(full(Bytes::new()))
+            .expect("static response");
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        (Method::POST, ["v1", "play"]) => play(&s, req, peer).await,
+        (Method::GET, ["v1", "session", sid, file]) => session_manifest(&s, sid, file).await,
+        (Method::GET, ["v1", "steering", sid]) => steering(&s, sid, req.uri().query()),
+        (Method::GET, ["v1", "edges"]) => json(StatusCode::OK, &*s.edges.views()),
+        (Method::GET, [""]) => text("text/plain; charset=utf-8", overview(&s)),
+        (_, ["v1", "play"]) => error(StatusCode::METHOD_NOT_ALLOWED, "method", "use POST"),
+        (_, ["v1", ..]) | (_, [""]) => error(StatusCode::METHOD_NOT_ALLOWED, "method", "use GET"),
+        _ => error(StatusCode::NOT_FOUND, "not-found", format!("no such endpoint: {path}")),
+    }
+}
+
+/// A play request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlayRequest {
+    title: String,
+    #[serde(default)]
+    subscriber_token: Option<String>,
+    /// Only from an authenticated backend (API key).
+    #[serde(default)]
+    client_ip: Option<IpAddr>,
+}
+
+#[derive(Serialize)]
+struct EdgeAnswer {
+    id: String,
+    site: String,
+    reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    distance_km: Option<f64>,
+    pathway: String,
+    /// Base URL carrying the token: append the title's relative paths.
+    base: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hls: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dash: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ClientAnswer {
+    ip: IpAddr,
+    source: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    asn: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    site: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PlayAnswer {
+    session: String,
+    title: String,
+    expires_at: u64,
+    client: ClientAnswer,
+    edges: Vec<EdgeAnswer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hls: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dash: Option<String>,
+    steering: String,
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Shared {
+    /// The client IP: the socket peer, or the last `X-Forwarded-For` hop a
+    /// trusted proxy added.
+    fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        let mut ip = peer.ip();
+        let trusted = |ip: IpAddr| self.trusted.iter().any(|&(n, l)| rank::in_prefix(ip, n, l));
+        if !trusted(ip) {
+            return ip;
+        }
+        let hops: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|h| h.trim().parse().ok())
+            .collect();
+        // Walk from the nearest hop; stop at the first one not ours.
+        for hop in hops.into_iter().rev() {
+            ip = hop;
+            if !trusted(hop) {
+                break;
+            }
+        }
+        ip
+    }
+
+    /// Locate and rank, with metrics.
+    pub fn decide(&self, ip: IpAddr, title: &str) -> (Location, Arc<Vec<rank::Edge>>, Vec<Ranked>) {
+        let started = Instant::now();
+        let loc = self.locator.locate(ip);
+        let client = rank::Client {
+            ip: Some(ip),
+            asn: loc.asn,
+            site: loc.site.clone(),
+            lat: loc.lat,
+            lon: loc.lon,
+        };
+        let edges = self.edges.current();
+        let ranked = rank::rank(&edges, &client, title, &self.policy);
+        self.metrics.decision_seconds.observe(started.elapsed().as_secs_f64());
+        let reason = ranked.first().map_or("none", |r| r.reason.as_str());
+        self.metrics.decisions.with_label_values(&[reason]).inc();
+        (loc, edges, ranked)
+    }
+
+    fn token(&self, title: &Title, ip: IpAddr, exp: u64, session: &str) -> String {
+        let client_network = self.cfg.tokens.bind_client_network.then(|| match ip {
+            IpAddr::V4(v4) => format!("{}/24", IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) & !0xff))),
+            IpAddr::V6(v6) => format!("{}/48", std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 80) - 1))),
+        });
+        let grant = Grant {
+            path_prefix: title.path.clone(),
+            expires_at: exp,
+            not_before: None,
+            client_network,
+            session: Some(session.chars().take(16).collect()),
+        };
+        token::issue(&self.keys[0], &grant, unix_now())
+    }
+
+    fn session_urls(&self, sid: &str) -> (String, String, String) {
+        (
+            format!("{}/v1/session/{sid}/master.m3u8", self.public),
+            format!("{}/v1/session/{sid}/manifest.mpd", self.public),
+            format!("{}/v1/steering/{sid}", self.public),
+        )
+    }
+}
+
+async fn play(s: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let outcome = |o: &str| s.metrics.play.with_label_values(&[o]).inc();
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, 16 << 10).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            outcome("bad-request");
+            return error(StatusCode::BAD_REQUEST, "bad-request", format!("body: {e}"));
+        }
+    };
+    let play: PlayRequest = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            outcome("bad-request");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                format!("malformed play request: {e}"),
+            );
+        }
+    };
+    // Who is asking: a backend with an API key, a subscriber, or (demo) anyone.
+    let ent = &s.cfg.entitlement;
+    let backend = match bearer(&parts.headers) {
+        Some(key) => match ent
+            .api_keys
+            .iter()
+            .find(|k| constant_time_eq(&k.secret, key.as_bytes()))
+        {
+            Some(k) => Some(k.id.clone()),
+            None => {
+                outcome("entitlement");
+                return error(StatusCode::UNAUTHORIZED, "entitlement", "unknown API key");
+            }
+        },
+        None => None,
+    };
+    let subscriber_token = play
+        .subscriber_token
+        .as_deref()
+        .or_else(|| parts.headers.get("x-subscriber-token").and_then(|v| v.to_str().ok()));
+    let plans: Option<Vec<String>> = match (&backend, subscriber_token, &ent.subscriber_secret) {
+        (Some(_), _, _) => None,
+        (None, Some(tok), Some(secret)) => match entitlement::verify(secret, tok, unix_now()) {
+            Ok(sub) => Some(sub.plans),
+            Err(r) => {
+                outcome(r.as_str());
+                return refusal(&r);
+            }
+        },
+        (None, None, _) if ent.open => None,
+        (None, Some(_), None) if ent.open => None,
+        (None, _, _) => {
+            let r = Refusal::Entitlement("a subscriber token or an API key is required".into());
+            outcome(r.as_str());
+            return refusal(&r);
+        }
+    };
+    if play.client_ip.is_some() && backend.is_none() {
+        outcome("bad-request");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "client_ip may only be given by an authenticated backend",
+        );
+    }
+    let ip = play.client_ip.unwrap_or_else(|| s.client_ip(peer, &parts.headers));
+    let loc = s.locator.locate(ip);
+    let title = match s
+        .cfg
+        .catalog
+        .check(&play.title, loc.country.as_deref(), plans.as_deref())
+    {
+        Ok(t) => t,
+        Err(r) => {
+            outcome(r.as_str());
+            return refusal(&r);
+        }
+    };
+    let (loc, edges, ranked) = s.decide(ip, &title.id);
+    if ranked.is_empty() {
+        outcome("no-edge");
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no-edge", "no healthy edge is known");
+    }
+    let exp = unix_now() + s.cfg.tokens.ttl.as_secs();
+    let session = Session {
+        t: title.id.clone(),
+        ip,
+        e: ranked.iter().map(|r| edges[r.index].id.clone()).collect(),
+        exp,
+    };
+    let sid = sealed::seal(&s.session_secret, &session);
+    let tok = s.token(&title, ip, exp, &sid);
+    let answers = ranked
+        .iter()
+        .map(|r| {
+            let e = &edges[r.index];
+            let base = format!("{}/t/{tok}{}", e.url, title.path);
+            EdgeAnswer {
+                id: e.id.clone(),
+                site: e.site.clone(),
+                reason: r.reason.as_str(),
+                distance_km: r.distance_km.map(|d| d.round()),
+                pathway: manifest::pathway_id(&e.id),
+                hls: title.hls.as_ref().map(|h| format!("{base}{h}")),
+                dash: title.dash.as_ref().map(|d| format!("{base}{d}")),
+                base,
+            }
+        })
+        .collect();
+    let (hls, dash, steering) = s.session_urls(&sid);
+    outcome("ok");
+    tracing::info!(target: "access", title = %title.id, client = %ip, source = loc.source.as_str(), first = %edges[ranked[0].index].id, reason = ranked[0].reason.as_str(), "play");
+    json(
+        StatusCode::OK,
+        &PlayAnswer {
+            session: sid,
+            title: title.id.clone(),
+            expires_at: exp,
+            client: ClientAnswer {
+                ip,
+                source: loc.source.as_str(),
+                country: loc.country,
+                asn: loc.asn,
+                site: loc.site,
+            },
+            edges: answers,
+            hls: title.hls.is_some().then_some(hls),
+            dash: title.dash.is_some().then_some(dash),
+            steering,
+        },
+    )
+}
+
+impl Shared {
+    /// The session and its title, or why not (answered 404).
+    fn open_session(&self, sid: &str) -> Result<(Session, Title), String> {
+        let session: Session = sealed::open(&self.session_secret, sid).map_err(|e| format!("unknown session: {e}"))?;
+        let title = self
+            .cfg
+            .catalog
+            .title(&session.t)
+            .ok_or("the session's title left the catalog")?;
+        Ok((session, title))
+    }
+
+    /// The session's pathways in the order steering prefers now: edges the
+    /// ranker still names, in its order, then the rest (down, draining or
+    /// overloaded edges move last).
+    fn priority(&self, session: &Session) -> Vec<String> {
+        let (_, edges, ranked) = self.decide(session.ip, &session.t);
+        let mut order: Vec<&str> = ranked
+            .iter()
+            .map(|r| edges[r.index].id.as_str())
+            .filter(|id| session.e.iter().any(|e| e == id))
+            .collect();
+        for e in &session.e {
+            if !order.contains(&e.as_str()) {
+                order.push(e);
+            }
+        }
+        order.into_iter().map(manifest::pathway_id).collect()
+    }
+
+    async fn fetch_origin(&self, path: &str) -> Result<Bytes, String> {
+        if let Some((at, b)) = self.fetched.lock().expect("cache lock").get(path) {
+            if at.elapsed() < self.cfg.origin.cache_for {
+                return Ok(b.clone());
+            }
+        }
+        let url = format!("{}{path}", self.cfg.origin.url.trim_end_matches('/'));
+        let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+        let resp = tokio::time::timeout(Duration::from_secs(5), self.origin.get(uri))
+            .await
+            .map_err(|_| format!("{url}: timed out"))?
+            .map_err(|e| format!("{url}: {}", outpost_svc::error_chain(&e)))?;
+        if resp.status() != StatusCode::OK {
+            return Err(format!("{url}: origin answered {}", resp.status()));
+        }
+        let body = Limited::new(resp.into_body(), 4 << 20)
+            .collect()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?
+            .to_bytes();
+        let mut cache = self.fetched.lock().expect("cache lock");
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(path.to_string(), (Instant::now(), body.clone()));
+        Ok(body)
+    }
+}
+
+async fn session_manifest(s: &Shared, sid: &str, file: &str) -> Response<Body> {
+    let count = |o: &str| s.metrics.manifests.with_label_values(&[file, o]).inc();
+    let (session, title) = match s.open_session(sid) {
+        Ok(x) => x,
+        Err(why) => {
+            count("unknown-session");
+            return error(StatusCode::NOT_FOUND, "session", why);
+        }
+    };
+    let (name, content_type) = match file {
+        "master.m3u8" => (title.hls.clone(), "application/vnd.apple.mpegurl"),
+        "manifest.mpd" => (title.dash.clone(), "application/dash+xml"),
+        _ => return error(StatusCode::NOT_FOUND, "not-found", "master.m3u8 or manifest.mpd"),
+    };
+    let Some(name) = name else {
+        count("no-such-format");
+        return error(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("title {} has no {file}", title.id),
+        );
+    };
+    if session.exp < unix_now() {
+        count("expired");
+        return error(StatusCode::GONE, "expired", "the session expired; ask /v1/play again");
+    }
+    let original = match s.fetch_origin(&format!("{}{name}", title.path)).await {
+        Ok(b) => b,
+        Err(e) => {
+            count("origin-error");
+            tracing::warn!(error = %e, "cannot read the title's manifest");
+            return error(StatusCode::BAD_GATEWAY, "origin", e);
+        }
+    };
+    let original = String::from_utf8_lossy(&original);
+    let edges = s.edges.current();
+    let tok = s.token(&title, session.ip, session.exp, sid);
+    let by_id: HashMap<&str, &rank::Edge> = edges.iter().map(|e| (e.id.as_str(), e)).collect();
+    let order = s.priority(&session);
+    let pathways: Vec<Pathway> = order
+        .iter()
+        .filter_map(|pid| session.e.iter().find(|e| manifest::pathway_id(e) == *pid))
+        .filter_map(|id| by_id.get(id.as_str()))
+        .map(|e| Pathway {
+            id: manifest::pathway_id(&e.id),
+            base: format!("{}/t/{tok}{}", e.url, title.path),
+        })
+        .collect();
+    let (_, _, steering_uri) = s.session_urls(sid);
+    let out = if file == "master.m3u8" {
+        manifest::hls_multivariant(&original, &pathways, &steering_uri)
+    } else {
+        manifest::dash_mpd(&original, &pathways, &steering_uri)
+    };
+    match out {
+        Ok(text_out) => {
+            count("ok");
+            text(content_type, text_out)
+        }
+        Err(e) => {
+            count("origin-error");
+            error(StatusCode::BAD_GATEWAY, "origin", format!("{}{name}: {e}", title.path))
+        }
+    }
+}
+
+fn steering(s: &Shared, sid: &str, query: Option<&str>) -> Response<Body> {
+    let (session, _) = match s.open_session(sid) {
+        Ok(x) => x,
+        Err(why) => {
+            s.metrics
+                .manifests
+                .with_label_values(&["steering", "unknown-session"])
+                .inc();
+            return error(StatusCode::NOT_FOUND, "session", why);
+        }
+    };
+    let player = manifest::player_state(query);
+    let priority = s.priority(&session);
+    tracing::debug!(session = %session.t, current = ?player.pathways, throughput = ?player.throughput, ?priority, "steering");
+    s.metrics.manifests.with_label_values(&["steering", "ok"]).inc();
+    let (_, _, reload) = s.session_urls(sid);
+    json(
+        StatusCode::OK,
+        &SteeringManifest::new(s.cfg.steering_ttl.as_secs().max(1), reload, priority),
+    )
+}
+
+fn overview(s: &Shared) -> String {
+    let mut out = format!("steering {}  (POST {}/v1/play)\n\n", s.cfg.id, s.public);
+    out.push_str(&format!(
+        "{:<20} {:<11} {:<8} {:>6}  {}\n",
+        "EDGE", "STATE", "SITE", "LOAD", "URL"
+    ));
+    for e in s.edges.current().iter() {
+        out.push_str(&format!(
+            "{:<20} {:<11} {:<8} {:>6.2}  {}\n",
+            e.id,
+            e.state.as_str(),
+            e.site,
+            e.load,
+            e.url
+        ));
+    }
+    out
+}
