@@ -6,16 +6,29 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::write::CityEntry;
 
-/// `../shared/testdata/maxmind/` next to the repository (MaxMind's test
-/// databases and their corrupt files). Panics with the path when missing.
+/// MaxMind's test databases and their corrupt files: `$OUTPOST_MAXMIND_TESTDATA`,
+/// else `shared/testdata/maxmind` next to the repository or next to any
+/// folder above it (a clone in /tmp finds /work/shared the same way as a
+/// checkout at /work/main), else `/work/shared/testdata/maxmind`.
+/// Panics with the places it looked when none has them.
 pub(crate) fn maxmind_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/maxmind");
-    assert!(
-        dir.join("GeoLite2-City-Test.mmdb").is_file(),
-        "MaxMind's test databases are missing: expected them in {} (the shared test data next to the repository)",
-        dir.display()
-    );
-    dir
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut candidates: Vec<PathBuf> = std::env::var_os("OUTPOST_MAXMIND_TESTDATA")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    candidates.extend(repo.ancestors().map(|a| a.join("shared/testdata/maxmind")));
+    candidates.push(PathBuf::from("/work/shared/testdata/maxmind"));
+    candidates
+        .iter()
+        .find(|d| d.join("GeoLite2-City-Test.mmdb").is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "MaxMind's test databases are missing (set OUTPOST_MAXMIND_TESTDATA); looked in {:?}",
+                candidates
+            )
+        })
 }
 
 /// Every file in MaxMind's `bad-data/` (corrupt databases), sorted.
