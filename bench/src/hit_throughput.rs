@@ -233,7 +233,7 @@ pub async fn run(o: Opts) -> Result<()> {
     let dir = o.common.fresh_dir("hit-throughput")?;
     let header = Header::new("hit-throughput", quick);
 
-    let addrs = Addrs::for_scenario(1);
+    let addrs = Addrs::for_scenario(1)?;
     let certs = rig::certs(&dir, &addrs)?;
     let objects: Vec<Object> = RENDITIONS
         .iter()

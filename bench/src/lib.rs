@@ -58,8 +58,9 @@ pub struct Common {
     /// Where to write the JSON results. Default: bench/results/<scenario>.json.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Scratch directory for configs, certificates, logs and peer caches.
-    /// Default: <tmp>/outpost-bench/<scenario>.
+    /// Scratch directory for configs, certificates, logs and peer caches,
+    /// kept afterwards. Default: <tmp>/outpost-bench-<pid>/<scenario>,
+    /// removed when the scenario succeeds.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
 }
@@ -73,21 +74,34 @@ impl Common {
 
     /// A fresh scratch directory for `scenario`.
     fn fresh_dir(&self, scenario: &str) -> Result<PathBuf> {
-        let dir = self
-            .work_dir
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("outpost-bench").join(scenario));
+        let dir = self.work_dir.clone().unwrap_or_else(|| default_root().join(scenario));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         Ok(std::path::absolute(&dir)?)
     }
 }
 
-/// Run one scenario (called by `outpost bench`).
+/// This process's own scratch root, so concurrent bench runs (a CI run
+/// beside a manual one) never share files.
+fn default_root() -> PathBuf {
+    std::env::temp_dir().join(format!("outpost-bench-{}", std::process::id()))
+}
+
+/// Run one scenario (called by `outpost bench`). The default scratch
+/// directory is removed after a success and kept (with its logs) after a
+/// failure.
 pub async fn run(args: BenchArgs) -> Result<()> {
-    match args.scenario {
+    let result = match args.scenario {
         Scenario::HitThroughput(o) => hit_throughput::run(o).await,
         Scenario::Stampede(o) => stampede::run(o).await,
         Scenario::HitRatio(o) => hit_ratio::run(o).await,
+    };
+    match &result {
+        Ok(()) => {
+            let _ = std::fs::remove_dir_all(default_root());
+        }
+        Err(_) if default_root().exists() => eprintln!("logs kept in {}", default_root().display()),
+        Err(_) => {}
     }
+    result
 }

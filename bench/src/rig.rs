@@ -14,7 +14,8 @@ use crate::procs::Proc;
 /// The name every server's certificate carries and the client sends as SNI.
 pub const SERVER_NAME: &str = "bench.outpost.test";
 
-/// The loopback addresses of one scenario: `127.78.<n>.x`.
+/// The loopback addresses of one scenario run: `127.<78+n>.<k>.1..4`,
+/// with `k` chosen so that no other process (another bench run) holds them.
 #[derive(Debug, Clone, Copy)]
 pub struct Addrs {
     pub edge: SocketAddr,
@@ -26,8 +27,19 @@ pub struct Addrs {
 }
 
 impl Addrs {
-    pub fn for_scenario(n: u8) -> Self {
-        let ip = |host: u8| IpAddr::V4(Ipv4Addr::new(127, 78, n, host));
+    pub fn for_scenario(n: u8) -> Result<Self> {
+        let start = (std::process::id() % 250) as u8;
+        for i in 0..250u8 {
+            let addrs = Self::at(78 + n, (start + i) % 250 + 1);
+            if addrs.free() {
+                return Ok(addrs);
+            }
+        }
+        anyhow::bail!("no free loopback addresses under 127.{}.0.0/16", 78 + n)
+    }
+
+    fn at(b: u8, c: u8) -> Self {
+        let ip = |host: u8| IpAddr::V4(Ipv4Addr::new(127, b, c, host));
         Self {
             edge: SocketAddr::new(ip(1), 8443),
             edge_admin: SocketAddr::new(ip(1), 9443),
@@ -36,6 +48,22 @@ impl Addrs {
             nginx: SocketAddr::new(ip(3), 8443),
             caddy: SocketAddr::new(ip(4), 8443),
         }
+    }
+
+    /// Can every address be bound (TCP, and UDP where HTTP/3 listens)?
+    fn free(&self) -> bool {
+        let tcp = [
+            self.edge,
+            self.edge_admin,
+            self.origin,
+            self.origin_admin,
+            self.nginx,
+            self.caddy,
+        ];
+        tcp.iter().all(|a| std::net::TcpListener::bind(a).is_ok())
+            && [self.edge, self.caddy]
+                .iter()
+                .all(|a| std::net::UdpSocket::bind(a).is_ok())
     }
 }
 

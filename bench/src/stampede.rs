@@ -246,7 +246,7 @@ pub async fn run(o: Opts) -> Result<()> {
     let quiet_wait = Duration::from_secs_f64(o.quiet_wait.unwrap_or(if quick { 0.0 } else { 120.0 }));
     let dir = o.common.fresh_dir("stampede")?;
     let header = Header::new("stampede", quick);
-    let addrs = Addrs::for_scenario(2);
+    let addrs = Addrs::for_scenario(2)?;
     let certs = rig::certs(&dir, &addrs)?;
     let segments = (2 * rounds + 2) as u32;
     let _origin = rig::start_origin(&rig::sub(&dir, "origin")?, &addrs, &[BITRATE], segments, o.pace).await?;
