@@ -27,10 +27,6 @@ use crate::Common;
 /// Renditions of the catalog: 4, 8 and 12 Mbit/s × 4 s = 2, 4 and 6 MB segments.
 pub const RENDITIONS: [u64; 3] = [4_000_000, 8_000_000, 12_000_000];
 
-/// Other processes' CPU (in CPUs, averaged over a run) above which a run
-/// is made again.
-const MAX_NOISE: f64 = 0.15;
-
 const MIB: f64 = (1u64 << 20) as f64;
 const GIB: f64 = (1u64 << 30) as f64;
 
@@ -60,14 +56,8 @@ pub struct Opts {
     /// Leave Caddy out.
     #[arg(long)]
     pub no_caddy: bool,
-    /// Before each run, wait up to this many seconds for the machine to be
-    /// idle (other processes under 0.2 CPU). Default: 120 (quick: 0).
-    #[arg(long)]
-    pub quiet_wait: Option<f64>,
-    /// Make a run again, up to this many times, when other processes used
-    /// more than 0.15 CPU during it. Default: 3 (quick: 0).
-    #[arg(long)]
-    pub retries: Option<u32>,
+    #[command(flatten)]
+    pub settle: procs::SettleOpts,
     #[command(flatten)]
     pub peers: peers::PeerOpts,
 }
@@ -152,13 +142,8 @@ struct Run {
     client_cpu_s: f64,
     /// CPU seconds of every other process during the run (noise).
     other_cpu_s: f64,
-    /// Whether the machine was idle just before the run, and how long the
-    /// bench waited for that.
-    quiet_before: bool,
-    /// Runs made for this one (a run is made again when other processes
-    /// used more than 0.15 CPU during it, up to --retries times).
-    attempts: u32,
-    waited_s: f64,
+    #[serde(flatten)]
+    quiet: procs::Quiet,
     #[serde(skip)]
     ttfb_samples: Vec<Duration>,
 }
@@ -223,8 +208,6 @@ pub async fn run(o: Opts) -> Result<()> {
     let seconds = o.seconds.unwrap_or(if quick { 1.0 } else { 8.0 });
     let rounds = o.rounds.unwrap_or(if quick { 1 } else { 3 });
     let segments = o.segments.unwrap_or(if quick { 1 } else { 8 });
-    let retries = o.retries.unwrap_or(if quick { 0 } else { 3 });
-    let quiet_wait = Duration::from_secs_f64(o.quiet_wait.unwrap_or(if quick { 0.0 } else { 120.0 }));
     let protocols = if o.protocols.is_empty() {
         Proto::ALL.to_vec()
     } else {
@@ -328,25 +311,22 @@ pub async fn run(o: Opts) -> Result<()> {
     for &proto in &protocols {
         for round in 0..rounds {
             for s in servers.iter().filter(|s| s.protos.contains(&proto)) {
-                let mut attempts = 0;
-                let (quiet, waited, r) = loop {
-                    attempts += 1;
-                    let (quiet, waited) = procs::settle(quiet_wait).await;
-                    let r = load::run(&s.target, proto, connections, duration, objects.clone(), || {
-                        s.proc.cpu_seconds()
+                let what = format!("{} {}", proto.as_str(), s.name);
+                let (r, quiet) = o
+                    .settle
+                    .measured(quick, &what, || {
+                        let objects = objects.clone();
+                        async move {
+                            let r = load::run(&s.target, proto, connections, duration, objects, || {
+                                s.proc.cpu_seconds()
+                            })
+                            .await
+                            .with_context(|| format!("{} over {}", s.name, proto.as_str()))?;
+                            let noise = r.other_cpu / r.elapsed.as_secs_f64();
+                            Ok((r, noise))
+                        }
                     })
-                    .await
-                    .with_context(|| format!("{} over {}", s.name, proto.as_str()))?;
-                    let noise = r.other_cpu / r.elapsed.as_secs_f64();
-                    if noise <= MAX_NOISE || attempts > retries {
-                        break (quiet, waited, r);
-                    }
-                    println!(
-                        "    ({} {}: other processes used {noise:.2} CPU during the run; again)",
-                        proto.as_str(),
-                        s.name
-                    );
-                };
+                    .await?;
                 let gib = r.bytes as f64 / GIB;
                 let secs = r.elapsed.as_secs_f64();
                 let run = Run {
@@ -365,9 +345,7 @@ pub async fn run(o: Opts) -> Result<()> {
                     server_cpu_s_per_gib: if gib > 0.0 { r.server_cpu / gib } else { 0.0 },
                     client_cpu_s: r.client_cpu,
                     other_cpu_s: r.other_cpu,
-                    quiet_before: quiet,
-                    attempts,
-                    waited_s: waited,
+                    quiet,
                     ttfb_samples: r.ttfb,
                 };
                 println!(

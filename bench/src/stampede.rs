@@ -41,10 +41,8 @@ pub struct Opts {
     /// Leave nginx out.
     #[arg(long)]
     pub no_nginx: bool,
-    /// Before each run, wait up to this many seconds for the machine to be
-    /// idle (other processes under 0.2 CPU). Default: 120 (quick: 0).
-    #[arg(long)]
-    pub quiet_wait: Option<f64>,
+    #[command(flatten)]
+    pub settle: procs::SettleOpts,
     #[command(flatten)]
     pub peers: peers::PeerOpts,
 }
@@ -80,8 +78,13 @@ struct Run {
     send_spread_ms: f64,
     /// Responses by cache header (`Cache-Status` / `X-Cache-Status`).
     by_cache_status: BTreeMap<String, usize>,
-    /// Whether the machine was idle just before the run.
-    quiet_before: bool,
+    #[serde(flatten)]
+    quiet: procs::Quiet,
+    /// From the start signal to the last answer.
+    seconds: f64,
+    /// CPU seconds of every process but the servers, the origin and the
+    /// bench during the run (noise).
+    other_cpu_s: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -147,6 +150,7 @@ async fn stampede(
     path: &str,
     n: usize,
     round: usize,
+    own_pids: &[u32],
 ) -> Result<Run> {
     let conns = connect_all(target, n).await?;
     let before = origin_requests(origin_admin).await?;
@@ -183,12 +187,17 @@ async fn stampede(
             }
         });
     }
+    let ours =
+        || -> f64 { own_pids.iter().map(|p| procs::tree_cpu_seconds(*p)).sum::<f64>() + procs::self_cpu_seconds() };
+    let (busy0, ours0) = (procs::machine_busy_seconds(), ours());
     let _ = start.set(Instant::now());
     barrier.wait().await;
     let mut answers = Vec::with_capacity(n);
     while let Some(a) = set.join_next().await {
         answers.push(a?);
     }
+    let seconds = start.get().map_or(0.0, |t| t.elapsed().as_secs_f64());
+    let other_cpu_s = (procs::machine_busy_seconds() - busy0 - (ours() - ours0)).max(0.0);
     // The origin counts a request when its body is done.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let origin_fetches = origin_requests(origin_admin).await? - before;
@@ -235,7 +244,9 @@ async fn stampede(
             .as_secs_f64()
             * 1e3,
         by_cache_status,
-        quiet_before: false,
+        quiet: procs::Quiet::default(),
+        seconds,
+        other_cpu_s,
     })
 }
 
@@ -243,15 +254,15 @@ pub async fn run(o: Opts) -> Result<()> {
     let quick = o.common.quick;
     let n = o.requests.unwrap_or(if quick { 100 } else { 1000 });
     let rounds = o.rounds.unwrap_or(if quick { 1 } else { 3 });
-    let quiet_wait = Duration::from_secs_f64(o.quiet_wait.unwrap_or(if quick { 0.0 } else { 120.0 }));
     let dir = o.common.fresh_dir("stampede")?;
     let header = Header::new("stampede", quick);
     let addrs = Addrs::for_scenario(2)?;
     let certs = rig::certs(&dir, &addrs)?;
-    let segments = (2 * rounds + 2) as u32;
-    let _origin = rig::start_origin(&rig::sub(&dir, "origin")?, &addrs, &[BITRATE], segments, o.pace).await?;
-    let _edge = rig::start_edge(&rig::sub(&dir, "edge")?, &addrs, &certs, 512 << 20).await?;
-    let mut servers = vec![("outpost", rig::target(addrs.edge, &certs)?)];
+    // A new cold segment for every run, retries included.
+    let segments = 10_000;
+    let origin = rig::start_origin(&rig::sub(&dir, "origin")?, &addrs, &[BITRATE], segments, o.pace).await?;
+    let edge = rig::start_edge(&rig::sub(&dir, "edge")?, &addrs, &certs, 512 << 20).await?;
+    let mut servers = vec![("outpost", rig::target(addrs.edge, &certs)?, edge.pid())];
     let mut skipped = Vec::new();
     let mut _nginx = None;
     let nginx = if o.no_nginx {
@@ -271,8 +282,8 @@ pub async fn run(o: Opts) -> Result<()> {
         .await
         {
             Ok(p) => {
+                servers.push(("nginx", rig::target(addrs.nginx, &certs)?, p.pid()));
                 _nginx = Some(p);
-                servers.push(("nginx", rig::target(addrs.nginx, &certs)?));
             }
             Err(e) => skipped.push(("nginx".to_owned(), format!("did not start: {e:#}"))),
         },
@@ -289,16 +300,29 @@ pub async fn run(o: Opts) -> Result<()> {
 
     let origin_admin = addrs.origin_admin.to_string();
     let mut runs = Vec::new();
+    let mut next_segment = 0u32;
     for round in 0..rounds {
-        for (i, (name, target)) in servers.iter().enumerate() {
-            let seg = rig::segment(0, BITRATE, (round * servers.len() + i) as u32);
-            let (quiet, _) = procs::settle(quiet_wait).await;
-            let mut r = stampede(name, target, &origin_admin, &seg.path, n, round)
-                .await
-                .with_context(|| format!("{name} stampede"))?;
-            r.quiet_before = quiet;
+        for (name, target, pid) in &servers {
+            let own = [*pid, origin.pid()];
+            let (mut r, quiet) = o
+                .settle
+                .measured(quick, name, || {
+                    let seg = rig::segment(0, BITRATE, next_segment);
+                    next_segment += 1;
+                    let origin_admin = &origin_admin;
+                    let own = &own;
+                    async move {
+                        let r = stampede(name, target, origin_admin, &seg.path, n, round, own)
+                            .await
+                            .with_context(|| format!("{name} stampede"))?;
+                        let noise = r.other_cpu_s / r.seconds.max(1e-3);
+                        Ok((r, noise))
+                    }
+                })
+                .await?;
+            r.quiet = quiet;
             println!(
-                "  {name:<7} round {}: origin fetches {}, leader TTFB {:.2} ms, followers TTFB p50 {:.2} p99 {:.2} max {:.2} ms, last byte p99 {:.0} ms, errors {}",
+                "  {name:<7} round {}: origin fetches {}, leader TTFB {:.2} ms, followers TTFB p50 {:.2} p99 {:.2} max {:.2} ms, last byte p99 {:.0} ms, errors {}, others' CPU {:.1} s",
                 round + 1,
                 r.origin_fetches,
                 r.leader_ttfb_ms,
@@ -306,7 +330,8 @@ pub async fn run(o: Opts) -> Result<()> {
                 r.followers_ttfb.p99_ms,
                 r.followers_ttfb.max_ms,
                 r.followers_total.p99_ms,
-                r.errors
+                r.errors,
+                r.other_cpu_s
             );
             if let Some(e) = &r.first_error {
                 println!("    first error: {e}");
@@ -318,7 +343,7 @@ pub async fn run(o: Opts) -> Result<()> {
 
     let summary: Vec<Summary> = servers
         .iter()
-        .map(|(name, _)| {
+        .map(|(name, _, _)| {
             let rs: Vec<&Run> = runs.iter().filter(|r| r.server == *name).collect();
             let med = |g: &dyn Fn(&Run) -> f64| median(&rs.iter().map(|r| g(r)).collect::<Vec<_>>());
             Summary {
