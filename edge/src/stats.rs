@@ -13,13 +13,25 @@ use crate::cache::CacheStatus;
 /// are not counted (the digest is a top-N, not an inventory).
 const MAX_TITLES: usize = 10_000;
 
+const SHARDS: usize = 16;
+
+fn shard(title: &str) -> usize {
+    // FNV-1a: cheap and needs no per-process random state.
+    let h = title.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (h % SHARDS as u64) as usize
+}
+
 #[derive(Default)]
 pub struct Stats {
     requests: AtomicU64,
     sent: AtomicU64,
     finished_bytes: AtomicU64,
     hit_bytes: AtomicU64,
-    titles: Mutex<HashMap<String, u64>>,
+    /// Per-title counts, sharded by title so concurrent requests for
+    /// different titles rarely meet on one lock.
+    titles: [Mutex<HashMap<String, u64>>; SHARDS],
 }
 
 /// What happened in one interval.
@@ -70,10 +82,12 @@ impl Stats {
             self.hit_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
         if let Some(t) = title {
-            let mut titles = self.titles.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut titles = self.titles[shard(t)]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(n) = titles.get_mut(t) {
                 *n += 1;
-            } else if titles.len() < MAX_TITLES {
+            } else if titles.len() < MAX_TITLES / SHARDS {
                 titles.insert(t.to_string(), 1);
             }
         }
@@ -81,8 +95,11 @@ impl Stats {
 
     /// Take the counters since the last call, keeping the `top` titles.
     pub fn take(&self, top: usize) -> Interval {
-        let titles = std::mem::take(&mut *self.titles.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        let mut top_titles: Vec<(String, u64)> = titles.into_iter().collect();
+        let mut top_titles: Vec<(String, u64)> = self
+            .titles
+            .iter()
+            .flat_map(|m| std::mem::take(&mut *m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)))
+            .collect();
         top_titles.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         top_titles.truncate(top);
         Interval {

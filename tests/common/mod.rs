@@ -106,22 +106,8 @@ pub async fn wait_ready(svc: &mut Service) -> Result<()> {
     }
 }
 
-pub async fn metrics(admin: &str) -> Result<String> {
-    let client = HttpsClient::new(None, Tcp::H1)?;
-    let r = client.get(&format!("http://{admin}/metrics")).await?;
-    Ok(String::from_utf8_lossy(&r.body).into_owned())
-}
-
-/// Sum of a metric's samples whose labels contain every `filter` (e.g.
-/// `cache="hit"`).
-pub fn metric_sum(text: &str, name: &str, filters: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' ')))
-        .filter(|l| filters.iter().all(|f| l.contains(f)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+/// The admin listener's Prometheus text and metric sums: the bench's own helpers.
+pub use outpost_bench::procs::{metric_sum, metrics};
 
 /// Ports every test uses; tests differ by loopback address.
 pub const ORIGIN_PORT: u16 = 8080;
