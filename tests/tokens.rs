@@ -395,3 +395,63 @@ async fn without_required_tokens_are_stripped_but_not_checked() -> Result<()> {
     assert_eq!(origin_requests(&origin).await - before, 1.0);
     Ok(())
 }
+
+/// A player page on another origin: the preflight is answered without a
+/// token and without the origin; answers (refusals too) carry
+/// Access-Control-Allow-Origin so the page can read them, over h1 and h3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cross_origin_players_get_cors_headers_and_preflights_need_no_token() -> Result<()> {
+    let dir = test_dir("tokens-cors");
+    let (o, e) = ("127.74.9.1", "127.74.9.2");
+    std::fs::write(dir.join("k2.secret"), format!("{SECRET_2}\n"))?;
+    let origin = start_origin(&dir, o, "").await?;
+    let edge = start_edge(&dir, e, o, &token_section()).await?;
+    let h1 = HttpsClient::new(Some(&ca(&dir)), Tcp::H1)?;
+    let mut h3 = H3Client::connect(format!("{e}:{EDGE_PORT}").parse()?, e, &ca(&dir)).await?;
+    let base = format!("https://{e}:{EDGE_PORT}");
+    let page = ("origin", "https://page.example");
+    let path = "/synth/t0002/r1/seg00001.m4s";
+
+    let before = origin_requests(&origin).await;
+    let pre = h1
+        .request(
+            Method::OPTIONS,
+            &format!("{base}{path}"),
+            &[
+                page,
+                ("access-control-request-method", "GET"),
+                ("access-control-request-headers", "range"),
+            ],
+        )
+        .await?;
+    assert_eq!(pre.status, 204);
+    assert_eq!(pre.header("access-control-allow-origin"), Some("*"));
+    assert!(pre
+        .header("access-control-allow-headers")
+        .unwrap_or_default()
+        .contains("range"));
+    assert_eq!(origin_requests(&origin).await - before, 0.0, "a preflight never fills");
+
+    let tok = issue(&key("k1"), &grant("/synth/t0002/"), now());
+    for r in [
+        h1.request(Method::GET, &format!("{base}/t/{tok}{path}"), &[page])
+            .await?,
+        h3.request(Method::GET, &format!("/t/{tok}{path}"), &[page]).await?,
+    ] {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+        assert!(r
+            .header("access-control-expose-headers")
+            .unwrap_or_default()
+            .contains("cache-status"));
+    }
+    // A refusal is readable by the page too (so it can say why).
+    let refused = h1.request(Method::GET, &format!("{base}{path}"), &[page]).await?;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.header("access-control-allow-origin"), Some("*"));
+    // Anything else than a preflight with OPTIONS is still refused.
+    let plain = h1.request(Method::OPTIONS, &format!("{base}{path}"), &[page]).await?;
+    assert_eq!(plain.status, 405);
+    drop(edge);
+    Ok(())
+}

@@ -50,6 +50,10 @@ pub struct EdgeConfig {
     /// signs). Default: not required.
     #[serde(default)]
     pub token: TokenConfig,
+    /// Cross-origin access for browser players. Default: any origin may
+    /// read responses (tokens, not cookies, guard the content).
+    #[serde(default)]
+    pub cors: crate::cors::CorsConfig,
 }
 
 fn default_id() -> String {

@@ -102,6 +102,7 @@ pub struct Edge {
     pub heuristic: Heuristic,
     /// Interval counters for health reports.
     pub stats: crate::stats::Stats,
+    cors: crate::cors::Cors,
     pending: Mutex<Pending>,
 }
 
@@ -120,6 +121,7 @@ impl Edge {
             metrics,
             heuristic,
             stats: Default::default(),
+            cors: crate::cors::Cors::new(&cfg.cors),
             pending: Mutex::new(Pending {
                 fills: HashMap::new(),
                 uncacheable: lru::LruCache::new(cap),
@@ -160,7 +162,11 @@ impl Edge {
     pub async fn handle(self: &Arc<Self>, req: RequestHead) -> EdgeResponse {
         let started = Instant::now();
         let mut access = AccessRecord::new(self.clone(), &req, started);
-        let mut resp = self.route(&req, &mut access).await;
+        let mut resp = match self.cors.preflight(&req.method, &req.headers) {
+            Some((status, headers)) => (status, headers, EdgeBody::Empty),
+            None => self.route(&req, &mut access).await,
+        };
+        self.cors.decorate(&req.headers, &mut resp.1);
         if req.method == Method::HEAD {
             // Refusals and errors carry a text body; a HEAD answer never does.
             resp.2 = EdgeBody::Empty;

@@ -23,6 +23,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod cors;
 pub mod edge;
 pub mod fill;
 pub mod metrics;
