@@ -55,6 +55,9 @@ pub struct SteeringConfig {
     pub trusted_proxies: Vec<String>,
     #[serde(default)]
     pub catalog: CatalogConfig,
+    /// The web page at `/`. Default: every field's default.
+    #[serde(default)]
+    pub page: PageConfig,
 }
 
 fn default_id() -> String {
@@ -167,6 +170,26 @@ pub struct OriginSource {
     pub cache_for: Duration,
 }
 
+/// The `[page]` section: the demo page steering serves at `/`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageConfig {
+    /// Base URL (http:// or https://) of a demo supervisor's control API
+    /// (`GET {control_url}/v1/edges`, `POST {control_url}/v1/edges/{id}/stop`
+    /// and `/start`); the browser calls it directly, so it must answer with
+    /// CORS headers. When set, the page shows Stop/Start buttons per edge.
+    /// Default: none (the page explains how to drain or stop an edge by hand).
+    #[serde(default)]
+    pub control_url: Option<String>,
+    /// A `node_modules` directory holding the `hls.js` and `dashjs`
+    /// packages (`cd web && npm ci`); `/assets/hls.js` and `/assets/dash.js`
+    /// are served from their `dist/` files. Default: `web/node_modules`
+    /// under the working directory when it exists (without the players the
+    /// page still shows the edges and the play answer).
+    #[serde(default)]
+    pub assets: Option<PathBuf>,
+}
+
 impl SteeringConfig {
     pub fn public_url(&self, bound: SocketAddr) -> String {
         self.public_url
@@ -175,6 +198,12 @@ impl SteeringConfig {
             .trim_end_matches('/')
             .to_string()
     }
+}
+
+/// An absolute http:// or https:// URL with a host.
+fn is_http_url(u: &str) -> bool {
+    u.parse::<http::Uri>()
+        .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some())
 }
 
 impl Validate for SteeringConfig {
@@ -203,12 +232,7 @@ impl Validate for SteeringConfig {
         if !(self.rank.bounded_load >= 1.0 && self.rank.bounded_load.is_finite()) {
             return Err(Invalid::new("rank.bounded_load", "must be at least 1.0"));
         }
-        let origin_ok = self
-            .origin
-            .url
-            .parse::<http::Uri>()
-            .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some());
-        if !origin_ok {
+        if !is_http_url(&self.origin.url) {
             return Err(Invalid::new(
                 "origin.url",
                 format!("`{}` must be an http:// or https:// URL", self.origin.url),
@@ -231,6 +255,14 @@ impl Validate for SteeringConfig {
             }
             if t.hls.is_none() && t.dash.is_none() {
                 return Err(Invalid::new(format!("catalog.titles[{i}]"), "needs hls or dash"));
+            }
+        }
+        if let Some(u) = &self.page.control_url {
+            if !is_http_url(u) {
+                return Err(Invalid::new(
+                    "page.control_url",
+                    format!("`{u}` must be an http:// or https:// URL"),
+                ));
             }
         }
         if let Some(u) = &self.public_url {

@@ -2,7 +2,8 @@
 //! its ISP and place ([`geo`]), ranks nearby healthy edges ([`rank`]) from
 //! the state every cache-control replica streams ([`edges`]), and answers
 //! play requests with ranked, token-signed edge URLs, per-session HLS/DASH
-//! manifests and Content Steering manifests ([`manifest`], [`server`]).
+//! manifests and Content Steering manifests ([`manifest`], [`server`]),
+//! and serves a web page that plays through all of it ([`page`]).
 //!
 //! The pure parts (`rank`, `catalog`, `manifest`, `sealed`,
 //! `entitlement`, the merge in `edges`) take inputs and `now` and do no IO.
@@ -18,6 +19,7 @@ pub mod entitlement;
 pub mod geo;
 pub mod manifest;
 pub mod metrics;
+pub mod page;
 pub mod rank;
 pub mod sealed;
 pub mod server;
@@ -137,6 +139,7 @@ pub async fn start(cfg: SteeringConfig, shutdown: Shutdown) -> Result<Running, S
     }
     admin_state.set_ready(true);
     tracing::info!(%addr, %admin, public = %shared.public, replicas = ?cfg.cache_control.urls, "steering listening");
+    tracing::info!(page = %format!("{}/", shared.public), players = %page::players_note(&cfg.page), "web page");
     Ok(Running {
         addr,
         admin,

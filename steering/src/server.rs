@@ -1,6 +1,8 @@
 //! The HTTPS shell: `POST /v1/play`, per-session manifests
 //! (`/v1/session/{id}/master.m3u8`, `/manifest.mpd`), steering manifests
-//! (`/v1/steering/{id}`), `/v1/edges`, and a text view at `/`.
+//! (`/v1/steering/{id}`), `/v1/edges`, and at `/` the web page for
+//! browsers (`Accept: text/html`) or a text view for everyone else (also at
+//! `/status.txt`); the page's routes are described in [`crate::page`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -22,7 +24,7 @@ use crate::geo::{Location, Locator};
 use crate::manifest::{self, Pathway, SteeringManifest};
 use crate::metrics::Metrics;
 use crate::rank::{self, Ranked};
-use crate::{entitlement, sealed};
+use crate::{entitlement, page, sealed};
 
 /// Unix seconds.
 pub fn unix_now() -> u64 {
@@ -102,9 +104,24 @@ pub async fn handle(s: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) ->
         (Method::GET, ["v1", "session", sid, file]) => session_manifest(&s, sid, file).await,
         (Method::GET, ["v1", "steering", sid]) => steering(&s, sid, req.uri().query()),
         (Method::GET, ["v1", "edges"]) => json(StatusCode::OK, &*s.edges.views()),
-        (Method::GET, [""]) => text("text/plain; charset=utf-8", overview(&s)),
+        (Method::GET, ["v1", "page-config"]) => page::config(&s.cfg),
+        (Method::GET, [""]) => {
+            let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+            if page::wants_html(accept) {
+                page::index()
+            } else {
+                let mut r = text("text/plain; charset=utf-8", overview(&s));
+                r.headers_mut()
+                    .insert(header::VARY, http::HeaderValue::from_static("accept"));
+                r
+            }
+        }
+        (Method::GET, ["status.txt"]) => text("text/plain; charset=utf-8", overview(&s)),
+        (Method::GET, ["assets", name]) => page::asset(&s.cfg.page, name).await,
         (_, ["v1", "play"]) => error(StatusCode::METHOD_NOT_ALLOWED, "method", "use POST"),
-        (_, ["v1", ..]) | (_, [""]) => error(StatusCode::METHOD_NOT_ALLOWED, "method", "use GET"),
+        (_, ["v1", ..]) | (_, [""]) | (_, ["status.txt"]) | (_, ["assets", _]) => {
+            error(StatusCode::METHOD_NOT_ALLOWED, "method", "use GET")
+        }
         _ => error(StatusCode::NOT_FOUND, "not-found", format!("no such endpoint: {path}")),
     }
 }
@@ -527,7 +544,10 @@ fn steering(s: &Shared, sid: &str, query: Option<&str>) -> Response<Body> {
 }
 
 fn overview(s: &Shared) -> String {
-    let mut out = format!("steering {}  (POST {}/v1/play)\n\n", s.cfg.id, s.public);
+    let mut out = format!(
+        "steering {}  (POST {}/v1/play; open {}/ in a browser for the page)\n\n",
+        s.cfg.id, s.public, s.public
+    );
     out.push_str(&format!(
         "{:<20} {:<11} {:<8} {:>6}  {}\n",
         "EDGE", "STATE", "SITE", "LOAD", "URL"
