@@ -84,11 +84,12 @@ pub fn players_note(cfg: &PageConfig) -> String {
         .collect();
     match (&dir, found.len()) {
         (Some(d), 2) => format!("hls.js and dash.js from {}", d.display()),
-        (Some(d), _) => format!(
-            "only [{}] found in {}; run `cd web && npm ci` for playback",
-            found.join(", "),
+        (Some(d), 1) => format!(
+            "only {} found in {}; run `cd web && npm ci` for playback",
+            found[0],
             d.display()
         ),
+        (Some(d), _) => format!("no players in {}; run `cd web && npm ci` for playback", d.display()),
         (None, _) => format!("not installed (no ./{DEFAULT_ASSETS}); run `cd web && npm ci` for playback"),
     }
 }
