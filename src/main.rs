@@ -27,25 +27,39 @@ enum Command {
     Origin {
         #[arg(long, default_value = "configs/origin.toml")]
         config: PathBuf,
+        /// Only read, parse and validate the config (secret files too), then exit.
+        #[arg(long)]
+        check: bool,
     },
     /// Run an edge cache (HTTPS h1/h2 + HTTP/3 on one port).
     Edge {
         #[arg(long, default_value = "configs/edge.toml")]
         config: PathBuf,
+        /// Only read, parse and validate the config (secret files too), then exit.
+        #[arg(long)]
+        check: bool,
     },
     /// Collect signed edge health reports and stream edge state to steering.
     CacheControl {
         #[arg(long, default_value = "configs/cache-control.toml")]
         config: PathBuf,
+        /// Only read, parse and validate the config (secret files too), then exit.
+        #[arg(long)]
+        check: bool,
     },
     /// Steering and the playback API: ranked edges, tokens, Content Steering.
     Steering {
         #[arg(long, default_value = "configs/steering.toml")]
         config: PathBuf,
+        /// Only read, parse and validate the config (secret files too), then exit.
+        #[arg(long)]
+        check: bool,
     },
-    /// Run the system locally on embedded defaults (origin + edge today).
+    /// Run the whole system locally: origin, three edges in three ISPs, two
+    /// cache-control replicas, steering and its page (Ctrl-C stops it).
     Demo {
-        /// Where generated certificates and state are kept (reused on restart).
+        /// Where everything generated is kept (certificates, secrets, geo
+        /// databases, the title, configs, logs; reused on the next start).
         #[arg(long, default_value = "outpost-state")]
         state_dir: PathBuf,
     },
@@ -78,17 +92,47 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// `--check`: load the config as the service would (read, parse, validate,
+/// read `file:` secrets) and report, without binding or opening anything else.
+fn check_only(command: &Command) -> Option<Result<()>> {
+    let (config, loaded) = match command {
+        Command::Origin { config, check: true } => {
+            (config, load_config::<outpost_origin::OriginConfig>(config).map(drop))
+        }
+        Command::Edge { config, check: true } => (config, load_config::<outpost_edge::EdgeConfig>(config).map(drop)),
+        Command::CacheControl { config, check: true } => (
+            config,
+            load_config::<outpost_cache_control::CacheControlConfig>(config).map(drop),
+        ),
+        Command::Steering { config, check: true } => (
+            config,
+            load_config::<outpost_steering::SteeringConfig>(config).map(drop),
+        ),
+        _ => return None,
+    };
+    Some(match loaded {
+        Ok(()) => {
+            println!("{}: ok", config.display());
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    })
+}
+
 fn run(cli: Cli) -> Result<()> {
+    if let Some(checked) = check_only(&cli.command) {
+        return checked;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let shutdown = Shutdown::new();
         match cli.command {
-            Command::Origin { config } => {
+            Command::Origin { config, .. } => {
                 let cfg = load_config(&config)?;
                 shutdown.on_signals();
                 outpost_origin::run(cfg, shutdown).await.context("origin")
             }
-            Command::Edge { config } => {
+            Command::Edge { config, .. } => {
                 let cfg = load_config(&config)?;
                 shutdown.on_signals();
                 outpost_edge::run(cfg, shutdown).await.context("edge")
@@ -104,12 +148,12 @@ fn run(cli: Cli) -> Result<()> {
                 );
                 Ok(())
             }
-            Command::CacheControl { config } => {
+            Command::CacheControl { config, .. } => {
                 let cfg = load_config(&config)?;
                 shutdown.on_signals();
                 outpost_cache_control::run(cfg, shutdown).await.context("cache-control")
             }
-            Command::Steering { config } => {
+            Command::Steering { config, .. } => {
                 let cfg = load_config(&config)?;
                 shutdown.on_signals();
                 outpost_steering::run(cfg, shutdown).await.context("steering")

@@ -1,0 +1,297 @@
+//! `outpost demo`: the whole system on one machine, from nothing but the
+//! binary: an origin with a real title (encoded with ffmpeg at first start)
+//! and a synthetic catalog, three edges in three sites each embedded in its
+//! own ISP (127.0.1.1, 127.0.2.1, 127.0.3.1), two cache-control replicas,
+//! and steering with the playback API and the page — every service its own
+//! `outpost <role>` process, so an edge can fail like a real one.
+//!
+//! Everything generated (CA and leaf certificates, report and token
+//! secrets, the MaxMind geo databases, the title, configs, logs, pids,
+//! `endpoints.json`) lives in the state directory and is reused on the
+//! next start. What it is not: a deployment — see `configs/multi-host/`.
+
+mod media;
+mod supervisor;
+mod topology;
+
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use outpost_svc::Shutdown;
+
+use supervisor::Supervisor;
+use topology::{Layout, SteeringExtras, CONTROL, SITES, STEERING};
+
+/// The page's player libraries (npm), installed into the state directory.
+const WEB_PACKAGE: Option<(&str, &str)> = None;
+
+pub async fn run(state_dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(state_dir).with_context(|| format!("creating state dir {}", state_dir.display()))?;
+    let root = state_dir
+        .canonicalize()
+        .with_context(|| format!("state dir {}", state_dir.display()))?;
+    let layout = Layout::new(root.clone());
+    if let Some(running) = running_demo().await {
+        bail!(
+            "an outpost demo is already running ({running}); stop it (Ctrl-C in its terminal) before starting another"
+        );
+    }
+    let lock = root.join("demo.pid");
+    if let Some(pid) = std::fs::read_to_string(&lock)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+    {
+        if Path::new(&format!("/proc/{pid}")).exists() && pid != std::process::id() {
+            bail!(
+                "an outpost demo is already running (pid {pid}, state dir {})",
+                root.display()
+            );
+        }
+    }
+    let control = tokio::net::TcpListener::bind(CONTROL)
+        .await
+        .with_context(|| format!("binding the demo's control API on {CONTROL} (is another program using it?)"))?;
+    std::fs::write(&lock, std::process::id().to_string())?;
+    let result = run_locked(layout, control).await;
+    let _ = std::fs::remove_file(&lock);
+    result
+}
+
+/// Another demo answering on the control port: its pid and state dir.
+async fn running_demo() -> Option<String> {
+    let client = outpost_svc::https::client::<Empty<Bytes>>(None, Duration::from_millis(500)).ok()?;
+    let url: http::Uri = format!("http://{CONTROL}/v1/demo").parse().ok()?;
+    let resp = tokio::time::timeout(Duration::from_secs(1), client.get(url))
+        .await
+        .ok()?
+        .ok()?;
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    Some(format!(
+        "pid {}, state dir {}",
+        v["pid"],
+        v["state_dir"].as_str().unwrap_or("?")
+    ))
+}
+
+async fn run_locked(layout: Layout, control: tokio::net::TcpListener) -> Result<()> {
+    let started = std::time::Instant::now();
+    for dir in [
+        layout.certs(),
+        layout.keys(),
+        layout.configs(),
+        layout.logs(),
+        layout.run(),
+        layout.library(),
+        layout.geo(),
+    ] {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    prepare_certs(&layout)?;
+    prepare_secrets(&layout)?;
+    prepare_geo(&layout)?;
+    let library = layout.library();
+    let title = tokio::task::spawn_blocking(move || media::ensure(&library))
+        .await
+        .context("encoding task")?
+        .context("making the demo title")?;
+    let real_title = matches!(title, media::Title::Ready);
+    let page = prepare_page(&layout).await;
+
+    let shutdown = Shutdown::new();
+    shutdown.on_signals();
+    let sup = Supervisor::new(layout.clone())?;
+    let started_ok = start_all(&sup, &layout, real_title, page.clone()).await;
+    if let Err(e) = started_ok {
+        sup.stop_all().await;
+        return Err(e);
+    }
+    let endpoints = topology::endpoints(&layout, real_title);
+    let endpoints_path = layout.root.join("endpoints.json");
+    std::fs::write(&endpoints_path, serde_json::to_string_pretty(&endpoints)? + "\n")
+        .with_context(|| format!("writing {}", endpoints_path.display()))?;
+    tokio::spawn(supervisor::serve_control(control, sup.clone(), shutdown.clone()));
+    tokio::spawn(sup.clone().watch(shutdown.clone()));
+    print_summary(&layout, real_title, page.is_some(), started.elapsed())?;
+
+    shutdown.wait().await;
+    eprintln!("demo: stopping…");
+    sup.stop_all().await;
+    eprintln!("demo: stopped");
+    Ok(())
+}
+
+async fn start_all(sup: &Supervisor, l: &Layout, real_title: bool, page: Option<String>) -> Result<()> {
+    sup.start(topology::origin(l)).await?;
+    let ccs = topology::CACHE_CONTROL.map(|cc| sup.start(topology::cache_control(l, cc)));
+    for r in futures_util::future::join_all(ccs).await {
+        r?;
+    }
+    let edges = SITES.iter().map(|s| sup.start(topology::edge(l, s)));
+    for r in futures_util::future::join_all(edges).await {
+        r?;
+    }
+    sup.start(topology::steering(l, &SteeringExtras { real_title, page }))
+        .await
+}
+
+fn prepare_certs(l: &Layout) -> Result<()> {
+    for (name, sans) in topology::certificates() {
+        let paths = outpost_svc::tls::LocalCertPaths::in_dir(&l.certs(), &name);
+        outpost_svc::tls::ensure_local_certs(&paths, &sans).with_context(|| format!("certificate for {name}"))?;
+    }
+    Ok(())
+}
+
+fn prepare_secrets(l: &Layout) -> Result<()> {
+    for name in topology::secrets() {
+        let path = l.secret(&name);
+        if path.exists() {
+            continue;
+        }
+        let mut raw = [0u8; 32];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut raw))
+            .context("reading /dev/urandom")?;
+        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        write_private(&path, &hex)?;
+    }
+    Ok(())
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// The MaxMind DB files steering reads (rebuilt each start: they are tiny).
+fn prepare_geo(l: &Layout) -> Result<()> {
+    let (city, asn) = topology::geo_entries();
+    let now = SystemTime::now();
+    for (name, bytes) in [
+        ("city.mmdb", outpost_steering::geo::write::city_db(&city, now)?),
+        ("asn.mmdb", outpost_steering::geo::write::asn_db(&asn, now)?),
+    ] {
+        let path = l.geo().join(name);
+        let tmp = path.with_extension("mmdb.tmp");
+        std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(())
+}
+
+/// The page's `[page]` table for steering, installing the player
+/// libraries with npm when they are missing and npm is present.
+async fn prepare_page(_l: &Layout) -> Option<String> {
+    let _ = WEB_PACKAGE;
+    None
+}
+
+fn demo_token(l: &Layout) -> Result<String> {
+    let secret = std::fs::read_to_string(l.secret("token-demo-1"))?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    Ok(outpost_proto::token::issue(
+        &outpost_proto::token::TokenKey {
+            id: topology::TOKEN_KEY_ID.into(),
+            secret: secret.trim().as_bytes().to_vec(),
+        },
+        &outpost_proto::token::Grant {
+            path_prefix: topology::TITLE_PATH.into(),
+            expires_at: now + 6 * 3600,
+            not_before: None,
+            client_network: None,
+            session: Some("demo-summary".into()),
+        },
+        now,
+    ))
+}
+
+fn print_summary(l: &Layout, real_title: bool, page: bool, took: Duration) -> Result<()> {
+    let ca = l.ca_cert();
+    let ca = ca.display();
+    let a = &SITES[0];
+    let b = &SITES[1];
+    let mut s = format!(
+        "\nOutpost demo is running (started in {:.1} s; Ctrl-C stops everything)\n\n",
+        took.as_secs_f64()
+    );
+    s += &format!("  page           https://{STEERING}/   (trust {ca}, or accept the warning)\n");
+    s += &format!(
+        "  steering       https://{STEERING}    playback API, Content Steering (admin http://{})\n",
+        topology::STEERING_ADMIN
+    );
+    for (id, listen, admin) in topology::CACHE_CONTROL {
+        s += &format!("  cache-control  https://{listen}  {id} (admin http://{admin})\n");
+    }
+    for e in &SITES {
+        s += &format!(
+            "  edge           {}  {} site {} ({} AS{}, {}; clients {})  TCP h1/h2 + UDP h3 (admin http://{})\n",
+            e.url(),
+            e.edge_id,
+            e.site,
+            e.isp,
+            e.asn,
+            e.city,
+            e.clients,
+            e.admin()
+        );
+    }
+    s += &format!(
+        "  origin         http://{}  (admin http://{})\n",
+        topology::ORIGIN,
+        topology::ORIGIN_ADMIN
+    );
+    s += &format!("  demo control   http://{CONTROL}/v1/edges  (POST /v1/edges/<id>/stop|start)\n");
+    s += &format!(
+        "  state dir      {}  (endpoints.json, configs/, logs/, certs/)\n",
+        l.root.display()
+    );
+    let title = if real_title { topology::TITLE_ID } else { "t0001" };
+    s += "\nTry:\n";
+    s += &format!(
+        "  # play as a client of {} ({}): ranked edges, tokens, steering URL\n  curl --cacert {ca} --interface 127.2.0.10 -s https://{STEERING}/v1/play -d '{{\"title\":\"{title}\"}}'\n",
+        b.isp, b.clients
+    );
+    if real_title {
+        let tok = demo_token(l)?;
+        s += &format!(
+            "  # a segment from {}: over HTTP/3 with any h3 client (e.g. curl --http3 where built with it), or h1/h2:\n  curl --cacert {ca} -sD - -o /dev/null https://{}:{}/t/{tok}/vod/demo/hls/540p/seg00001.m4s\n",
+            a.edge_id,
+            a.edge_ip,
+            topology::EDGE_PORT
+        );
+        s += &format!(
+            "  python3 tests/interop/h3get.py --ca {ca} {} {} /t/{tok}/vod/demo/hls/540p/seg00001.m4s > seg.m4s\n",
+            a.edge_ip,
+            topology::EDGE_PORT
+        );
+    } else {
+        s += "  (no ffmpeg: only the synthetic catalog, which players cannot decode; install ffmpeg and restart for the real title)\n";
+    }
+    s += &format!(
+        "  curl --cacert {ca} -s https://{}/       # edge health as cache-control sees it\n",
+        topology::CACHE_CONTROL[0].1
+    );
+    s += &format!(
+        "  curl -X POST http://{CONTROL}/v1/edges/{}/stop     # watch failover (…/start brings it back)\n",
+        a.edge_id
+    );
+    if !page {
+        s += "  (the page shows state only: install npm and restart for in-page playback)\n";
+    }
+    println!("{s}");
+    Ok(())
+}
