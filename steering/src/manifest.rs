@@ -39,6 +39,14 @@ pub fn pathway_id(edge_id: &str) -> String {
     }
 }
 
+/// The directory a manifest's relative URIs resolve against: the title's
+/// path plus the manifest's own directory (`/vod/bbb/` and
+/// `hls/master.m3u8` give `/vod/bbb/hls/`).
+pub fn directory_of(title_path: &str, manifest: &str) -> String {
+    let dir = manifest.rfind('/').map(|i| &manifest[..=i]).unwrap_or("");
+    format!("{}/{}", title_path.trim_end_matches('/'), dir.trim_start_matches('/'))
+}
+
 fn absolute(base: &str, uri: &str) -> String {
     if uri.contains("://") {
         uri.to_string()
@@ -277,6 +285,14 @@ pub fn player_state(query: Option<&str>) -> PlayerState {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn relative_uris_resolve_against_the_manifests_directory() {
+        assert_eq!(directory_of("/vod/bbb/", "master.m3u8"), "/vod/bbb/");
+        assert_eq!(directory_of("/vod/bbb/", "hls/master.m3u8"), "/vod/bbb/hls/");
+        assert_eq!(directory_of("/vod/bbb", "dash/x/manifest.mpd"), "/vod/bbb/dash/x/");
+    }
+
     use super::*;
 
     const MASTER: &str = "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n\

@@ -500,7 +500,7 @@ async fn session_manifest(s: &Shared, sid: &str, file: &str) -> Response<Body> {
         .filter_map(|id| by_id.get(id.as_str()))
         .map(|e| Pathway {
             id: manifest::pathway_id(&e.id),
-            base: format!("{}/t/{tok}{}", e.url, title.path),
+            base: format!("{}/t/{tok}{}", e.url, manifest::directory_of(&title.path, &name)),
         })
         .collect();
     let (_, _, steering_uri) = s.session_urls(sid);
