@@ -5,7 +5,7 @@
 //! manifests and Content Steering manifests ([`manifest`], [`server`]),
 //! and serves a web page that plays through all of it ([`page`]).
 //!
-//! The pure parts (`rank`, `catalog`, `manifest`, `sealed`,
+//! The pure parts (`rank`, `sticky`, `catalog`, `manifest`, `sealed`,
 //! `entitlement`, the merge in `edges`) take inputs and `now` and do no IO.
 //!
 //! What it is not: a cache or a health checker. It never probes edges; it
@@ -23,6 +23,7 @@ pub mod page;
 pub mod rank;
 pub mod sealed;
 pub mod server;
+pub mod sticky;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -102,6 +102,8 @@ pub struct Ranked {
     pub reason: Reason,
     /// Kilometres from the client, when both positions are known.
     pub distance_km: Option<f64>,
+    /// Above `bounded_load` × its site's mean load (ranked last in its site).
+    pub over_bounded_load: bool,
 }
 
 /// Great-circle distance in km (haversine).
@@ -242,7 +244,7 @@ pub fn rank(edges: &[Edge], client: &Client, title: &str, policy: &Policy) -> Ve
                 .then(a.2.total_cmp(&b.2))
                 .then(a.3.cmp(&b.3))
         });
-        for (_, _, _, i) in keyed {
+        for (over_bounded_load, _, _, i) in keyed {
             let e = &edges[i];
             let h = host(&e.url);
             if hosts.contains(&h) {
@@ -257,6 +259,7 @@ pub fn rank(edges: &[Edge], client: &Client, title: &str, policy: &Policy) -> Ve
                 index: i,
                 reason: if only_overloaded { Reason::Overloaded } else { reason },
                 distance_km,
+                over_bounded_load,
             });
             if out.len() == policy.k {
                 return out;
@@ -267,10 +270,11 @@ pub fn rank(edges: &[Edge], client: &Client, title: &str, policy: &Policy) -> Ve
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn edge(id: &str, site: &str, lat: f64, lon: f64) -> Edge {
+    /// An up edge with no ISP data, load 0.1, weight 10 (other modules' tests use it too).
+    pub(crate) fn edge(id: &str, site: &str, lat: f64, lon: f64) -> Edge {
         Edge {
             id: id.into(),
             site: site.into(),
@@ -286,9 +290,9 @@ mod tests {
         }
     }
 
-    const AMS: (f64, f64) = (52.37, 4.90);
-    const FRA: (f64, f64) = (50.11, 8.68);
-    const NYC: (f64, f64) = (40.71, -74.01);
+    pub(crate) const AMS: (f64, f64) = (52.37, 4.90);
+    pub(crate) const FRA: (f64, f64) = (50.11, 8.68);
+    pub(crate) const NYC: (f64, f64) = (40.71, -74.01);
 
     fn world() -> Vec<Edge> {
         let mut ams1 = edge("ams1", "ams", AMS.0, AMS.1);
@@ -435,6 +439,8 @@ mod tests {
         let r = rank(&w, &c, "hot", &p);
         assert_ne!(r[0].index, first);
         assert_eq!(r.last().unwrap().index, first);
+        assert!(r.last().unwrap().over_bounded_load);
+        assert!(!r[0].over_bounded_load);
         // At the limit (not above it) it keeps the title.
         w[first].load = 0.1;
         for (i, e) in w.iter_mut().enumerate() {

@@ -24,7 +24,7 @@ use crate::geo::{Location, Locator};
 use crate::manifest::{self, Pathway, SteeringManifest};
 use crate::metrics::Metrics;
 use crate::rank::{self, Ranked};
-use crate::{entitlement, page, sealed};
+use crate::{entitlement, page, sealed, sticky};
 
 /// Unix seconds.
 pub fn unix_now() -> u64 {
@@ -408,22 +408,14 @@ impl Shared {
         Ok((session, title))
     }
 
-    /// The session's pathways in the order steering prefers now: edges the
-    /// ranker still names, in its order, then the rest (down, draining or
-    /// overloaded edges move last).
-    fn priority(&self, session: &Session) -> Vec<String> {
+    /// The session's pathways in the order steering prefers now (see
+    /// [`sticky::priority`]): edges the ranker still names, in its order,
+    /// with the player's `current` pathway kept first while nothing says
+    /// it should move; then the rest (down, draining or overloaded edges
+    /// move last).
+    fn priority(&self, session: &Session, current: &[String]) -> Vec<String> {
         let (_, edges, ranked) = self.decide(session.ip, &session.t);
-        let mut order: Vec<&str> = ranked
-            .iter()
-            .map(|r| edges[r.index].id.as_str())
-            .filter(|id| session.e.iter().any(|e| e == id))
-            .collect();
-        for e in &session.e {
-            if !order.contains(&e.as_str()) {
-                order.push(e);
-            }
-        }
-        order.into_iter().map(manifest::pathway_id).collect()
+        sticky::priority(&edges, &ranked, &session.e, current)
     }
 
     async fn fetch_origin(&self, path: &str) -> Result<Bytes, String> {
@@ -493,7 +485,7 @@ async fn session_manifest(s: &Shared, sid: &str, file: &str) -> Response<Body> {
     let edges = s.edges.current();
     let tok = s.token(&title, session.ip, session.exp, sid);
     let by_id: HashMap<&str, &rank::Edge> = edges.iter().map(|e| (e.id.as_str(), e)).collect();
-    let order = s.priority(&session);
+    let order = s.priority(&session, &[]);
     let pathways: Vec<Pathway> = order
         .iter()
         .filter_map(|pid| session.e.iter().find(|e| manifest::pathway_id(e) == *pid))
@@ -533,7 +525,7 @@ fn steering(s: &Shared, sid: &str, query: Option<&str>) -> Response<Body> {
         }
     };
     let player = manifest::player_state(query);
-    let priority = s.priority(&session);
+    let priority = s.priority(&session, &player.pathways);
     tracing::debug!(session = %session.t, current = ?player.pathways, throughput = ?player.throughput, ?priority, "steering");
     s.metrics.manifests.with_label_values(&["steering", "ok"]).inc();
     let (_, _, reload) = s.session_urls(sid);
