@@ -127,7 +127,11 @@ impl Reporter {
             r
         };
         let elapsed = elapsed.max(1e-3);
-        let i = self.edge.stats.take(self.cfg.digest_titles);
+        let i = self.edge.stats.take(
+            self.cfg.digest_titles,
+            Instant::now(),
+            crate::stats::digest_half_life(self.cfg.interval),
+        );
         let m = &self.edge.metrics;
         let connections =
             m.connections.with_label_values(&["tcp"]).get() + m.connections.with_label_values(&["quic"]).get();
