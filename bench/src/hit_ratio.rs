@@ -20,6 +20,7 @@ use outpost_edge::cache::{CacheKey, CachedObject, Freshness, MemoryTier, ObjectH
 use serde::Serialize;
 
 use crate::report::{f, write_json, Header, Table};
+use crate::zipf::{Rng, Zipf};
 use crate::Common;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -71,22 +72,6 @@ struct Workload {
     reference_bytes: u64,
 }
 
-/// SplitMix64: small, fast and deterministic.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 fn key(name: &str) -> CacheKey {
     CacheKey::new(&format!("/{name}"), None, &[]).unwrap_or_else(|_| {
         // Not a usable path (dot segments, NUL): key it by a hash instead.
@@ -101,13 +86,8 @@ fn key(name: &str) -> CacheKey {
 /// `[min, max]`, a share `one_hit` of the requests going to new objects.
 fn zipf(o: &Opts, alpha: f64, one_hit: f64, objects: usize, requests: usize) -> Workload {
     let mut rng = Rng(o.seed ^ alpha.to_bits() ^ one_hit.to_bits().rotate_left(17));
-    let size = |rng: &mut Rng| o.min_size + rng.next() % (o.max_size - o.min_size + 1);
-    let mut cdf = Vec::with_capacity(objects);
-    let mut acc = 0.0;
-    for rank in 1..=objects {
-        acc += 1.0 / (rank as f64).powf(alpha);
-        cdf.push(acc);
-    }
+    let size = |rng: &mut Rng| o.min_size + rng.next_u64() % (o.max_size - o.min_size + 1);
+    let popularity = Zipf::new(objects, alpha);
     let mut keys: Vec<CacheKey> = (0..objects).map(|i| key(&format!("o/{i}"))).collect();
     let mut sizes: Vec<u64> = (0..objects).map(|_| size(&mut rng)).collect();
     let reference_bytes = sizes.iter().sum();
@@ -118,8 +98,7 @@ fn zipf(o: &Opts, alpha: f64, one_hit: f64, objects: usize, requests: usize) -> 
             keys.push(key(&format!("once/{}", keys.len())));
             sizes.push(size(&mut rng));
         } else {
-            let x = rng.unit() * acc;
-            seq.push(cdf.partition_point(|&c| c < x).min(objects - 1) as u32);
+            seq.push(popularity.sample(&mut rng) as u32);
         }
     }
     Workload {

@@ -6,20 +6,26 @@
 //! response ([`client`], [`load`]), helpers that start the real `outpost`
 //! binary and the peers (nginx, Caddy) as separate processes and read their
 //! CPU time from `/proc` ([`procs`], [`peers`]), and the scenarios
-//! ([`hit_throughput`], [`stampede`], [`hit_ratio`]), each printing a table
-//! and writing JSON.
+//! ([`hit_throughput`], [`stampede`], [`hit_ratio`], [`steering`],
+//! [`failover`], [`players`]), each printing a table and writing JSON. The
+//! last three run the whole control loop ([`fleet`]).
 //! What it is not: a test framework, a mock of any service, or a timing
 //! assertion: `--quick` only checks that a scenario works.
 
 pub mod client;
+pub mod failover;
+pub mod fleet;
 pub mod hit_ratio;
 pub mod hit_throughput;
 pub mod load;
 pub mod peers;
+pub mod players;
 pub mod procs;
 pub mod report;
 pub mod rig;
 pub mod stampede;
+pub mod steering;
+pub mod zipf;
 
 use std::path::PathBuf;
 
@@ -33,7 +39,7 @@ pub struct BenchArgs {
     pub scenario: Scenario,
 }
 
-/// The scenarios (issue 6); steering, failover and players come with steering.
+/// The scenarios (issue 6).
 #[derive(Debug, Subcommand)]
 pub enum Scenario {
     /// Cached 2–6 MB segments over HTTPS/1.1, HTTP/2 and HTTP/3 from one
@@ -46,6 +52,17 @@ pub enum Scenario {
     /// Replay a Zipf workload (or a trace) through the edge's memory tier
     /// for each policy: object and byte hit ratios.
     HitRatio(hit_ratio::Opts),
+    /// The ranker in-process (decisions/s, latency for 1,000 edges) and
+    /// the playback API over HTTPS from many connections (answers/s,
+    /// latency, steering's CPU).
+    Steering(steering::Opts),
+    /// kill -9 an edge, again and again: time until steering's answers
+    /// stop naming it, and until they name it again after a restart.
+    Failover(failover::Opts),
+    /// Virtual players (HTTP/3, HTTP/2, HTTPS/1.1) from three ISPs' client
+    /// networks: play, then playlists and segments at the bitrate's pace;
+    /// stalls, segment TTFB, edge choice, hit ratio and origin offload.
+    Players(players::Opts),
 }
 
 /// Options every scenario takes.
@@ -95,6 +112,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         Scenario::HitThroughput(o) => hit_throughput::run(o).await,
         Scenario::Stampede(o) => stampede::run(o).await,
         Scenario::HitRatio(o) => hit_ratio::run(o).await,
+        Scenario::Steering(o) => steering::run(o).await,
+        Scenario::Failover(o) => failover::run(o).await,
+        Scenario::Players(o) => players::run(o).await,
     };
     match &result {
         Ok(()) => {

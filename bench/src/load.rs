@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 
@@ -128,8 +128,8 @@ impl Drop for H3Conn {
 }
 
 enum Inner {
-    H1(hyper::client::conn::http1::SendRequest<Empty<Bytes>>),
-    H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
     H3(H3Conn),
 }
 
@@ -141,13 +141,30 @@ pub struct Conn {
 
 impl Conn {
     pub async fn connect(target: &Target, proto: Proto) -> Result<Self> {
+        Self::connect_from(target, proto, None).await
+    }
+
+    /// Connect from the local address `source` (a 127.x address standing
+    /// for a client network), or from any address when None.
+    pub async fn connect_from(target: &Target, proto: Proto, source: Option<std::net::IpAddr>) -> Result<Self> {
         let tls = target.tls(proto)?;
         let authority = target.authority();
         let inner = match proto {
             Proto::H1 | Proto::H2 => {
-                let tcp = tokio::net::TcpStream::connect(target.addr)
-                    .await
-                    .with_context(|| format!("connect {}", target.addr))?;
+                let tcp = match source {
+                    Some(ip) => {
+                        let sock = if ip.is_ipv4() {
+                            tokio::net::TcpSocket::new_v4()?
+                        } else {
+                            tokio::net::TcpSocket::new_v6()?
+                        };
+                        sock.bind(SocketAddr::new(ip, 0))
+                            .with_context(|| format!("bind {ip}"))?;
+                        sock.connect(target.addr).await
+                    }
+                    None => tokio::net::TcpStream::connect(target.addr).await,
+                }
+                .with_context(|| format!("connect {}", target.addr))?;
                 tcp.set_nodelay(true)?;
                 let name = ServerName::try_from(target.server_name.clone())?;
                 let tls = tokio_rustls::TlsConnector::from(Arc::new(tls))
@@ -177,11 +194,11 @@ impl Conn {
                 transport.receive_window(quinn::VarInt::from_u32(32 << 20));
                 cfg.transport_config(Arc::new(transport));
                 let bind = SocketAddr::new(
-                    if target.addr.is_ipv6() {
+                    source.unwrap_or(if target.addr.is_ipv6() {
                         std::net::Ipv6Addr::LOCALHOST.into()
                     } else {
                         std::net::Ipv4Addr::LOCALHOST.into()
-                    },
+                    }),
                     0,
                 );
                 let mut endpoint = quinn::Endpoint::client(bind)?;
@@ -206,25 +223,48 @@ impl Conn {
 
     /// GET `path`; the body is counted, and kept when `keep_body`.
     pub async fn get(&mut self, path: &str, keep_body: bool) -> Result<Got> {
+        self.request(Method::GET, path, &[], Bytes::new(), keep_body).await
+    }
+
+    /// `method path` with `headers` and `body`; the answer's body is
+    /// counted, and kept when `keep_body`.
+    pub async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+        keep_body: bool,
+    ) -> Result<Got> {
         let started = Instant::now();
         let mut buf = keep_body.then(BytesMut::new);
         let mut len = 0u64;
+        let build = |uri: String| {
+            let mut req = Request::builder().method(method.clone()).uri(uri);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req
+        };
         let (status, headers, ttfb) = match &mut self.inner {
             Inner::H1(send) => {
-                let req = Request::get(path).header(http::header::HOST, &self.authority);
+                let req = build(path.to_owned()).header(http::header::HOST, &self.authority);
                 send.ready().await?;
-                let resp = send.send_request(req.body(Empty::new())?).await?;
+                let resp = send.send_request(req.body(Full::new(body))?).await?;
                 read_hyper(resp, started, &mut len, &mut buf).await?
             }
             Inner::H2(send) => {
-                let req = Request::get(format!("https://{}{path}", self.authority));
+                let req = build(format!("https://{}{path}", self.authority));
                 send.ready().await?;
-                let resp = send.send_request(req.body(Empty::new())?).await?;
+                let resp = send.send_request(req.body(Full::new(body))?).await?;
                 read_hyper(resp, started, &mut len, &mut buf).await?
             }
             Inner::H3(c) => {
-                let req = Request::get(format!("https://{}{path}", self.authority)).body(())?;
+                let req = build(format!("https://{}{path}", self.authority)).body(())?;
                 let mut stream = c.send.send_request(req).await?;
+                if !body.is_empty() {
+                    stream.send_data(body).await?;
+                }
                 stream.finish().await?;
                 let resp = stream.recv_response().await?;
                 let ttfb = started.elapsed();
@@ -325,12 +365,57 @@ pub async fn run(
     objects: Arc<Vec<Object>>,
     server_cpu: impl Fn() -> f64,
 ) -> Result<LoadResult> {
+    let next = move |conn: usize, seq: u64| {
+        let obj = &objects[(conn + seq as usize) % objects.len()];
+        Call {
+            method: Method::GET,
+            path: obj.path.clone(),
+            body: Bytes::new(),
+            expect_len: Some(obj.size),
+        }
+    };
+    run_calls(
+        target,
+        proto,
+        &vec![None; connections],
+        duration,
+        Arc::new(next),
+        server_cpu,
+    )
+    .await
+}
+
+/// One request of a load run.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: Method,
+    pub path: String,
+    /// Sent with `content-type: application/json` when not empty.
+    pub body: Bytes,
+    /// The body length a good answer has (any when None); a good answer
+    /// is also a 200.
+    pub expect_len: Option<u64>,
+}
+
+/// Connect one connection per entry of `sources` (from that local address
+/// when Some), then let each loop the calls `next(connection, n)` gives
+/// until `duration` has passed. `server_cpu` is sampled when the timed
+/// phase starts and ends. A failed request counts as an error and its
+/// connection is replaced.
+pub async fn run_calls(
+    target: &Target,
+    proto: Proto,
+    sources: &[Option<std::net::IpAddr>],
+    duration: Duration,
+    next: Arc<dyn Fn(usize, u64) -> Call + Send + Sync>,
+    server_cpu: impl Fn() -> f64,
+) -> Result<LoadResult> {
     let mut connecting = tokio::task::JoinSet::new();
-    for _ in 0..connections {
+    for &source in sources {
         let target = target.clone();
-        connecting.spawn(async move { Conn::connect(&target, proto).await });
+        connecting.spawn(async move { Conn::connect_from(&target, proto, source).await.map(|c| (c, source)) });
     }
-    let mut conns = Vec::with_capacity(connections);
+    let mut conns = Vec::with_capacity(sources.len());
     while let Some(c) = connecting.join_next().await {
         conns.push(c??);
     }
@@ -342,28 +427,33 @@ pub async fn run(
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, mut conn) in conns.into_iter().enumerate() {
-        let objects = objects.clone();
+    for (i, (mut conn, source)) in conns.into_iter().enumerate() {
+        let next = next.clone();
         let target = target.clone();
         tasks.spawn(async move {
             let mut r = LoadResult::default();
-            let mut next = i;
+            let mut seq = 0u64;
             while Instant::now() < deadline {
-                let obj = &objects[next % objects.len()];
-                next += 1;
-                match conn.get(&obj.path, false).await {
-                    Ok(got) if got.status == StatusCode::OK && got.len == obj.size => {
+                let call = next(i, seq);
+                seq += 1;
+                let json = [("content-type", "application/json")];
+                let headers: &[(&str, &str)] = if call.body.is_empty() { &[] } else { &json };
+                match conn
+                    .request(call.method.clone(), &call.path, headers, call.body.clone(), false)
+                    .await
+                {
+                    Ok(got) if got.status == StatusCode::OK && call.expect_len.is_none_or(|n| n == got.len) => {
                         r.requests += 1;
                         r.bytes += got.len;
                         r.ttfb.push(got.ttfb);
                     }
                     Ok(got) => r.error(format!(
-                        "{}: status {}, {} of {} bytes",
-                        obj.path, got.status, got.len, obj.size
+                        "{}: status {}, {} bytes (expected {:?})",
+                        call.path, got.status, got.len, call.expect_len
                     )),
                     Err(e) => {
-                        r.error(format!("{}: {e:#}", obj.path));
-                        match Conn::connect(&target, proto).await {
+                        r.error(format!("{}: {e:#}", call.path));
+                        match Conn::connect_from(&target, proto, source).await {
                             Ok(c) => conn = c,
                             Err(_) => break,
                         }

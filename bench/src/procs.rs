@@ -120,8 +120,19 @@ impl Proc {
     }
 }
 
+impl Proc {
+    /// SIGKILL and reap: no goodbye, no draining report.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return; // already gone (and reaped): its pid may be someone else's now
+        }
         signal(self.pid(), libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
