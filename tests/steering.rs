@@ -277,16 +277,19 @@ fn write_geo_dbs(dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// Two edges in one site (ams), the ISP of the 127.76.1.0/24 clients.
+const TWO_IN_ONE_SITE: &[(&str, &str, u32, &str, f64, f64)] = &[
+    ("ams-1", "ams", 64501, "\"127.76.1.0/24\"", 52.37, 4.90),
+    ("ams-2", "ams", 64501, "\"127.76.1.0/24\"", 52.37, 4.90),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn titles_concentrate_per_site_until_the_bounded_load_limit() -> Result<()> {
     // Two edges in one site, each sized for 20 connections.
     let w = world(
         "steer-affinity",
         "127.75.2",
-        &[
-            ("ams-1", "ams", 64501, "\"127.76.1.0/24\"", 52.37, 4.90),
-            ("ams-2", "ams", 64501, "\"127.76.1.0/24\"", 52.37, 4.90),
-        ],
+        TWO_IN_ONE_SITE,
         "max_connections = 20",
         "[entitlement]\nopen = true\n[catalog.synthetic]\ntitles = 40\n",
     )
@@ -574,5 +577,135 @@ plans = ["premium"]
         "{m}"
     );
     assert!(metric_sum(&m, "outpost_steering_decision_seconds_count", &[]) >= 2.0);
+    Ok(())
+}
+
+/// GET `url` from `source`; the status and the body as JSON (Null if not).
+async fn get_json(w: &World, source: &str, url: &str) -> Result<(u16, Value)> {
+    let (status, body) = send(&w.client(source)?, Method::GET, url, &[], b"").await?;
+    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+}
+
+/// A player as steering sees it: its session's steering URL, the pathway
+/// it plays from, and per pathway a URL on that edge (the title's playlist,
+/// with the session's token) it fetches every round, as a player would.
+struct Player {
+    source: &'static str,
+    steering: String,
+    current: String,
+    urls: std::collections::HashMap<String, String>,
+    /// `_DASH_pathway="a,b"` (dash.js) instead of `_HLS_pathway=a` (hls.js).
+    dash: bool,
+}
+
+impl Player {
+    async fn start(w: &World, source: &'static str, on: usize, dash: bool) -> Result<Player> {
+        let (status, v) = w.play(source, "t0001", &[]).await?;
+        if status != 200 {
+            bail!("play answered {status}: {v}");
+        }
+        let edges = v["edges"].as_array().context("edges")?;
+        let urls = edges
+            .iter()
+            .map(|e| {
+                Ok((
+                    e["pathway"].as_str().context("pathway")?.to_string(),
+                    e["hls"].as_str().context("hls")?.to_string(),
+                ))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Player {
+            source,
+            steering: v["steering"].as_str().context("steering")?.to_string(),
+            current: edges[on]["pathway"].as_str().context("pathway")?.to_string(),
+            urls,
+            dash,
+        })
+    }
+
+    /// One round: fetch from the current edge (when `fetch`), then ask for
+    /// the steering manifest with the current pathway and follow it.
+    /// Returns the manifest's PATHWAY-PRIORITY and TTL.
+    async fn round(&mut self, w: &World, fetch: bool) -> Result<(Vec<String>, u64)> {
+        if fetch {
+            let url = self.urls.get(&self.current).context("a pathway of the session")?;
+            let (status, _) = send(&w.client(self.source)?, Method::GET, url, &[], b"").await?;
+            assert_eq!(status, 200, "{} from {}", self.source, self.current);
+        }
+        let others: Vec<&str> = self
+            .urls
+            .keys()
+            .map(String::as_str)
+            .filter(|p| *p != self.current)
+            .collect();
+        let query = if self.dash {
+            format!(
+                "_DASH_pathway=%22{},{}%22&_DASH_throughput=4000000",
+                self.current,
+                others.join(",")
+            )
+        } else {
+            format!("_HLS_pathway={}&_HLS_throughput=4000000", self.current)
+        };
+        let (status, m) = get_json(w, self.source, &format!("{}?{query}", self.steering)).await?;
+        assert_eq!(status, 200, "{m}");
+        let priority: Vec<String> = serde_json::from_value(m["PATHWAY-PRIORITY"].clone())?;
+        self.current = priority.first().context("an empty PATHWAY-PRIORITY")?.clone();
+        Ok((priority, m["TTL"].as_u64().unwrap_or(1)))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_playing_client_stays_on_its_edge_until_the_edge_goes() -> Result<()> {
+    // Two edges in one site; the clients' ISP is that site.
+    let mut w = world(
+        "steer-sticky",
+        "127.75.4",
+        TWO_IN_ONE_SITE,
+        "",
+        "[entitlement]\nopen = true\n[catalog.synthetic]\ntitles = 4\n",
+    )
+    .await?;
+    // Two players of one title: one on the edge steering names first, one
+    // on the other (as after an earlier move). Both edges serve the title,
+    // so both digests hold it and change with every report.
+    let mut a = Player::start(&w, "127.76.1.7", 0, false).await?;
+    let mut b = Player::start(&w, "127.76.1.8", 1, true).await?;
+    assert_ne!(a.current, b.current);
+    let (a_edge, b_edge) = (a.current.clone(), b.current.clone());
+    // Several TTLs (and many report intervals): neither is moved.
+    for round in 0..6 {
+        let (pa, ttl) = a.round(&w, true).await?;
+        let (pb, _) = b.round(&w, true).await?;
+        assert_eq!(pa, [a_edge.as_str(), &b_edge], "round {round}: player a moved");
+        assert_eq!(pb, [b_edge.as_str(), &a_edge], "round {round}: player b moved");
+        tokio::time::sleep(Duration::from_secs(ttl)).await;
+    }
+
+    // b's edge is killed: b moves to a's edge (the dead one goes last), a stays.
+    let b_index = if b_edge == "ams-1" { 0 } else { 1 };
+    w.edges[b_index].kill9();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (pb, _) = b.round(&w, false).await?;
+        if pb[0] != b_edge {
+            assert_eq!(pb, [a_edge.as_str(), &b_edge], "b moves to the other edge");
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("{b_edge} still first for b 15 s after it was killed: {pb:?}");
+        }
+        let (pa, _) = a.round(&w, true).await?;
+        assert_eq!(pa[0], a_edge, "a stays while its edge is up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // From now on b plays from a's edge and stays there, as does a.
+    for round in 0..3 {
+        let (pb, ttl) = b.round(&w, true).await?;
+        let (pa, _) = a.round(&w, true).await?;
+        assert_eq!(pb, [a_edge.as_str(), &b_edge], "round {round}");
+        assert_eq!(pa, pb, "round {round}");
+        tokio::time::sleep(Duration::from_secs(ttl)).await;
+    }
     Ok(())
 }

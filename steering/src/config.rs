@@ -87,6 +87,11 @@ pub struct RankConfig {
     /// An edge above this × its site's mean load goes last in its site. Default: 1.25.
     #[serde(default = "default_bounded")]
     pub bounded_load: f64,
+    /// Below this load (0..1) an edge is never "over" the bounded-load
+    /// limit: near idle, load differences are noise and would move
+    /// players for nothing. Default: 0.1.
+    #[serde(default = "default_bounded_floor")]
+    pub bounded_load_floor: f64,
     /// Sites ranked after every ISP and nearby site, in this order. Default: none.
     #[serde(default)]
     pub fallback_sites: Vec<String>,
@@ -97,6 +102,9 @@ fn default_k() -> usize {
 }
 fn default_bounded() -> f64 {
     1.25
+}
+fn default_bounded_floor() -> f64 {
+    0.1
 }
 
 impl Default for RankConfig {
@@ -110,6 +118,7 @@ impl RankConfig {
         rank::Policy {
             k: self.k,
             bounded_load: self.bounded_load,
+            bounded_load_floor: self.bounded_load_floor,
             fallback_sites: self.fallback_sites.clone(),
         }
     }
@@ -231,6 +240,9 @@ impl Validate for SteeringConfig {
         }
         if !(self.rank.bounded_load >= 1.0 && self.rank.bounded_load.is_finite()) {
             return Err(Invalid::new("rank.bounded_load", "must be at least 1.0"));
+        }
+        if !(0.0..=1.0).contains(&self.rank.bounded_load_floor) {
+            return Err(Invalid::new("rank.bounded_load_floor", "must be between 0 and 1"));
         }
         if !is_http_url(&self.origin.url) {
             return Err(Invalid::new(

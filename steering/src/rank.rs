@@ -8,10 +8,11 @@
 //!    site, or the client IP is in a prefix the edge announces), then by
 //!    great-circle distance, then the configured fallback sites in their
 //!    order.
-//! 3. Inside a site: edges over `bounded_load` × the site's mean load go
-//!    last; then edges whose digest says they hold the title; then
-//!    weighted rendezvous hashing of the title over the site's edges
-//!    (weight = capacity), so each title concentrates on few edges.
+//! 3. Inside a site: edges over `bounded_load` × the site's mean load
+//!    (and over `bounded_load_floor`) go last; then edges whose digest
+//!    says they hold the title; then weighted rendezvous hashing of the
+//!    title over the site's edges (weight = capacity), so each title
+//!    concentrates on few edges.
 //! 4. The top `k` on distinct hosts, each with its reason.
 
 use std::net::IpAddr;
@@ -57,6 +58,9 @@ pub struct Policy {
     pub k: usize,
     /// Skip (rank last in its site) an edge above this × its site's mean load.
     pub bounded_load: f64,
+    /// ... but only when its load is above this: near idle, differences
+    /// between edges are noise, not hot spots.
+    pub bounded_load_floor: f64,
     /// Sites ranked last, in this order (peering / origin-adjacent tiers).
     pub fallback_sites: Vec<String>,
 }
@@ -66,6 +70,7 @@ impl Default for Policy {
         Self {
             k: 4,
             bounded_load: 1.25,
+            bounded_load_floor: 0.1,
             fallback_sites: Vec::new(),
         }
     }
@@ -232,7 +237,10 @@ pub fn rank(edges: &[Edge], client: &Client, title: &str, policy: &Policy) -> Ve
     for (_, _, _, site, reason) in tiered {
         let mut members: Vec<usize> = candidates.iter().copied().filter(|&i| edges[i].site == site).collect();
         let mean = members.iter().map(|&i| edges[i].load.max(0.0)).sum::<f64>() / members.len() as f64;
-        let over = |i: usize| mean > 0.0 && edges[i].load > policy.bounded_load * mean + 1e-9;
+        let over = |i: usize| {
+            let load = edges[i].load;
+            mean > 0.0 && load > policy.bounded_load_floor && load > policy.bounded_load * mean + 1e-9
+        };
         let holds = |i: usize| edges[i].titles.iter().any(|t| t == title);
         let mut keyed: Vec<(bool, bool, f64, usize)> = members
             .drain(..)
@@ -454,6 +462,13 @@ pub(crate) mod tests {
         let other = (first + 1) % 3;
         w[other].titles = vec!["hot".into()];
         assert_eq!(rank(&w, &c, "hot", &p)[0].index, other);
+        // Near idle (under the floor), differences are noise: nothing is "over".
+        w[other].titles.clear();
+        for (i, e) in w.iter_mut().enumerate() {
+            e.load = if i == first { 0.09 } else { 0.001 };
+        }
+        assert_eq!(rank(&w, &c, "hot", &p)[0].index, first);
+        assert!(rank(&w, &c, "hot", &p).iter().all(|r| !r.over_bounded_load));
         // Zero load everywhere: nothing is "over".
         for e in &mut w {
             e.load = 0.0;

@@ -147,6 +147,10 @@ mod tests {
         w[s].load = 0.11;
         w[f].load = 0.09;
         assert_eq!(order(&w, &format!("_HLS_pathway={second}"))[0], second);
+        // Near idle, load differences are noise (under the floor): kept.
+        w[s].load = 0.08;
+        w[f].load = 0.001;
+        assert_eq!(order(&w, &format!("_HLS_pathway={second}"))[0], second);
     }
 
     #[test]
