@@ -26,8 +26,10 @@ use outpost_svc::Shutdown;
 use supervisor::Supervisor;
 use topology::{Layout, SteeringExtras, CONTROL, SITES, STEERING};
 
-/// The page's player libraries (npm), installed into the state directory.
-const WEB_PACKAGE: Option<(&str, &str)> = None;
+/// The page's player libraries (npm: hls.js, dash.js), installed into the
+/// state directory from the repo's manifest and lockfile.
+const WEB_PACKAGE_JSON: &str = include_str!("../../web/package.json");
+const WEB_PACKAGE_LOCK: &str = include_str!("../../web/package-lock.json");
 
 pub async fn run(state_dir: &Path) -> Result<()> {
     std::fs::create_dir_all(state_dir).with_context(|| format!("creating state dir {}", state_dir.display()))?;
@@ -100,12 +102,12 @@ async fn run_locked(layout: Layout, control: tokio::net::TcpListener) -> Result<
         .context("encoding task")?
         .context("making the demo title")?;
     let real_title = matches!(title, media::Title::Ready);
-    let page = prepare_page(&layout).await;
+    let (page, players) = prepare_page(&layout).await;
 
     let shutdown = Shutdown::new();
     shutdown.on_signals();
     let sup = Supervisor::new(layout.clone())?;
-    let started_ok = start_all(&sup, &layout, real_title, page.clone()).await;
+    let started_ok = start_all(&sup, &layout, real_title, Some(page)).await;
     if let Err(e) = started_ok {
         sup.stop_all().await;
         return Err(e);
@@ -116,7 +118,7 @@ async fn run_locked(layout: Layout, control: tokio::net::TcpListener) -> Result<
         .with_context(|| format!("writing {}", endpoints_path.display()))?;
     tokio::spawn(supervisor::serve_control(control, sup.clone(), shutdown.clone()));
     tokio::spawn(sup.clone().watch(shutdown.clone()));
-    print_summary(&layout, real_title, page.is_some(), started.elapsed())?;
+    print_summary(&layout, real_title, players, started.elapsed())?;
 
     shutdown.wait().await;
     eprintln!("demo: stopping…");
@@ -193,11 +195,62 @@ fn prepare_geo(l: &Layout) -> Result<()> {
     Ok(())
 }
 
-/// The page's `[page]` table for steering, installing the player
-/// libraries with npm when they are missing and npm is present.
-async fn prepare_page(_l: &Layout) -> Option<String> {
-    let _ = WEB_PACKAGE;
-    None
+/// The page's `[page]` table for steering: the control API for its
+/// Stop/Start buttons and, when npm is present (or they were installed
+/// before), the player libraries, installed with `npm ci` into `web/`.
+async fn prepare_page(l: &Layout) -> (String, bool) {
+    let web = l.web();
+    let modules = web.join("node_modules");
+    let lock = web.join("package-lock.json");
+    let current = std::fs::read_to_string(&lock).is_ok_and(|t| t == WEB_PACKAGE_LOCK);
+    let installed = current && modules.join("hls.js").is_dir() && modules.join("dashjs").is_dir();
+    let players = installed || install_players(&web).await;
+    let mut page = format!("[page]\ncontrol_url = \"http://{CONTROL}\"\n");
+    if players {
+        page += &format!("assets = {}\n", topology::quoted(&modules));
+    }
+    (page, players)
+}
+
+async fn install_players(web: &Path) -> bool {
+    let npm_present = tokio::process::Command::new("npm")
+        .arg("--version")
+        .output()
+        .await
+        .is_ok_and(|o| o.status.success());
+    if !npm_present {
+        eprintln!("demo: npm not found: the page will show the system's state but not play (install npm and restart)");
+        return false;
+    }
+    if std::fs::create_dir_all(web).is_err()
+        || std::fs::write(web.join("package.json"), WEB_PACKAGE_JSON).is_err()
+        || std::fs::write(web.join("package-lock.json"), WEB_PACKAGE_LOCK).is_err()
+    {
+        return false;
+    }
+    eprintln!("demo: installing the page's players (hls.js, dash.js) with npm ci, once…");
+    let out = tokio::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(web)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await;
+    match out {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => {
+            eprintln!(
+                "demo: npm ci failed in {} ({}); the page will not play:\n{}",
+                web.display(),
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("demo: running npm: {e}; the page will not play");
+            false
+        }
+    }
 }
 
 fn demo_token(l: &Layout) -> Result<String> {

@@ -142,6 +142,10 @@ impl Layout {
     pub fn geo(&self) -> PathBuf {
         self.root.join("geo")
     }
+    /// The page's npm packages (`web/node_modules`).
+    pub fn web(&self) -> PathBuf {
+        self.root.join("web")
+    }
 }
 
 /// One process of the demo: its name (log, pid and config file stem),
@@ -154,7 +158,8 @@ pub struct Service {
     pub admin: String,
 }
 
-fn quoted(p: &Path) -> String {
+/// A path as a TOML string.
+pub fn quoted(p: &Path) -> String {
     toml_str(&p.display().to_string())
 }
 
