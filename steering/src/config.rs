@@ -138,7 +138,9 @@ pub struct KeyEntry {
 #[serde(deny_unknown_fields)]
 pub struct TokensConfig {
     /// Playback token keys; the first signs, the edges accept all of
-    /// theirs. Required, at least one.
+    /// theirs. Sessions are sealed with a secret derived from the first
+    /// and opened with the one of any listed key, so putting a new key
+    /// first keeps existing sessions. Required, at least one.
     pub keys: Vec<KeyEntry>,
     /// Token (and session) lifetime. Default: 6h.
     #[serde(default = "d::<21600>", deserialize_with = "de::duration")]

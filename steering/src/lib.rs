@@ -34,7 +34,6 @@ use outpost_cache_control::subscribe::StreamClient;
 use outpost_proto::token::TokenKey;
 use outpost_svc::tls::TlsError;
 use outpost_svc::{AdminState, Shutdown};
-use sha2::Digest;
 
 /// Why steering could not start.
 #[derive(Debug, thiserror::Error)]
@@ -82,12 +81,9 @@ pub async fn start(cfg: SteeringConfig, shutdown: Shutdown) -> Result<Running, S
             secret: k.secret.clone(),
         })
         .collect();
-    // Sessions are sealed with a key derived from the signing token key.
-    let session_secret = sha2::Sha256::new()
-        .chain_update(b"outpost-session\n")
-        .chain_update(&keys[0].secret)
-        .finalize()
-        .to_vec();
+    // Sessions are sealed with a secret derived from the signing token key
+    // and opened with the one of any listed key (rotation).
+    let session_secrets = server::session_secrets(&keys);
     let origin = outpost_svc::https::client(cfg.origin.ca.as_deref(), Duration::from_secs(2))?;
     let trusted = cfg
         .trusted_proxies
@@ -100,7 +96,7 @@ pub async fn start(cfg: SteeringConfig, shutdown: Shutdown) -> Result<Running, S
         edges,
         locator: locator.clone(),
         keys,
-        session_secret,
+        session_secrets,
         metrics,
         trusted,
         origin,

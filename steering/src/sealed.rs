@@ -1,6 +1,9 @@
 //! Small signed values steering hands out and takes back: session ids and
 //! subscriber tokens. `base64url(json) "." hex(HMAC-SHA256(secret, json))`.
-//! Pure; callers check expiry against their own `now`.
+//! Pure; callers check expiry against their own `now`. A value is sealed
+//! with one secret and may be opened with several ([`open_any`]), so the
+//! sealing secret can rotate while values sealed with the old one are
+//! still out there.
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -34,12 +37,21 @@ pub enum Unseal {
 
 /// Check the signature and decode.
 pub fn open<T: DeserializeOwned>(secret: &[u8], sealed: &str) -> Result<T, Unseal> {
+    open_any(&[secret], sealed)
+}
+
+/// Check the signature against each of `secrets` in turn (the current one
+/// and older ones still honoured) and decode. No secrets: `BadSignature`.
+pub fn open_any<T: DeserializeOwned, S: AsRef<[u8]>>(secrets: &[S], sealed: &str) -> Result<T, Unseal> {
     let (payload, sig) = sealed.split_once('.').ok_or(Unseal::Malformed)?;
     let json = B64.decode(payload).map_err(|_| Unseal::Malformed)?;
     let sig = hex::decode(sig).map_err(|_| Unseal::Malformed)?;
-    mac(secret, &json)
-        .verify_slice(&sig)
-        .map_err(|_| Unseal::BadSignature)?;
+    if !secrets
+        .iter()
+        .any(|secret| mac(secret.as_ref(), &json).verify_slice(&sig).is_ok())
+    {
+        return Err(Unseal::BadSignature);
+    }
     serde_json::from_slice(&json).map_err(|_| Unseal::Malformed)
 }
 
@@ -60,5 +72,29 @@ mod tests {
         }
         assert_eq!(open::<(String, u32)>(b"k", "nodot"), Err(Unseal::Malformed));
         assert_eq!(open::<(String, u32)>(b"k", ""), Err(Unseal::Malformed));
+    }
+
+    #[test]
+    fn open_any_accepts_any_listed_secret_and_nothing_else() {
+        let old = seal(b"old", &("a", 1));
+        let new = seal(b"new", &("b", 2));
+        let both: [&[u8]; 2] = [b"new", b"old"];
+        assert_eq!(open_any::<(String, u32), _>(&both, &old), Ok(("a".into(), 1)));
+        assert_eq!(open_any::<(String, u32), _>(&both, &new), Ok(("b".into(), 2)));
+        assert_eq!(
+            open_any::<(String, u32), _>(&[b"new"], &old),
+            Err(Unseal::BadSignature),
+            "a secret no longer listed opens nothing"
+        );
+        assert_eq!(
+            open_any::<(String, u32), _>(&[] as &[&[u8]], &old),
+            Err(Unseal::BadSignature)
+        );
+        assert_eq!(open_any::<(String, u32), _>(&both, "x.zz"), Err(Unseal::Malformed));
+        let mut forged = old.clone().into_bytes();
+        let last = forged.len() - 1;
+        forged[last] = if forged[last] == b'0' { b'1' } else { b'0' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert_eq!(open_any::<(String, u32), _>(&both, &forged), Err(Unseal::BadSignature));
     }
 }

@@ -47,13 +47,34 @@ pub struct Session {
     pub exp: u64,
 }
 
+/// The session sealing secrets for the playback token keys, in their
+/// order: each is derived from one token key (domain-separated, so a
+/// session id never verifies as a token or the other way round). Sessions
+/// are sealed with the first and opened with any, so putting a new token
+/// key first keeps every session made under the old one working for as
+/// long as the old key stays listed.
+pub fn session_secrets(keys: &[TokenKey]) -> Vec<Vec<u8>> {
+    use sha2::Digest;
+    keys.iter()
+        .map(|k| {
+            sha2::Sha256::new()
+                .chain_update(b"outpost-session\n")
+                .chain_update(&k.secret)
+                .finalize()
+                .to_vec()
+        })
+        .collect()
+}
+
 pub struct Shared {
     pub cfg: SteeringConfig,
     pub public: String,
     pub edges: EdgeSet,
     pub locator: Arc<Locator>,
     pub keys: Vec<TokenKey>,
-    pub session_secret: Vec<u8>,
+    /// One sealing secret per token key, in the same order (see
+    /// [`session_secrets`]): the first seals, every one opens.
+    pub session_secrets: Vec<Vec<u8>>,
     pub metrics: Metrics,
     pub policy: rank::Policy,
     pub trusted: Vec<(IpAddr, u8)>,
@@ -353,7 +374,7 @@ async fn play(s: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Response<
         e: ranked.iter().map(|r| edges[r.index].id.clone()).collect(),
         exp,
     };
-    let sid = sealed::seal(&s.session_secret, &session);
+    let sid = s.seal_session(&session);
     let tok = s.token(&title, ip, exp, &sid);
     let answers = ranked
         .iter()
@@ -397,9 +418,19 @@ async fn play(s: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Response<
 }
 
 impl Shared {
-    /// The session and its title, or why not (answered 404).
+    /// A session id: sealed with the secret of the signing (first) token key.
+    fn seal_session(&self, session: &Session) -> String {
+        // `[tokens] keys` is never empty (validated), so neither is this.
+        let secret = self.session_secrets.first().map_or(&[][..], Vec::as_slice);
+        sealed::seal(secret, session)
+    }
+
+    /// The session and its title, or why not (answered 404). Opened with
+    /// the secret of any configured token key, so sessions survive a
+    /// rotation that puts a new key first.
     fn open_session(&self, sid: &str) -> Result<(Session, Title), String> {
-        let session: Session = sealed::open(&self.session_secret, sid).map_err(|e| format!("unknown session: {e}"))?;
+        let session: Session =
+            sealed::open_any(&self.session_secrets, sid).map_err(|e| format!("unknown session: {e}"))?;
         let title = self
             .cfg
             .catalog
@@ -555,4 +586,52 @@ fn overview(s: &Shared) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str, secret: &str) -> TokenKey {
+        TokenKey {
+            id: id.into(),
+            secret: secret.as_bytes().to_vec(),
+        }
+    }
+
+    fn session() -> Session {
+        Session {
+            t: "bbb".into(),
+            ip: "198.51.100.200".parse().unwrap(),
+            e: vec!["edge-a".into(), "edge-b".into()],
+            exp: 1_900_000_000,
+        }
+    }
+
+    #[test]
+    fn sessions_survive_putting_a_new_token_key_first() {
+        let (k1, k2) = (
+            key("k1", "first-token-secret-0123456789"),
+            key("k2", "second-token-secret-0123456789"),
+        );
+        // Made while steering had [k1].
+        let before = session_secrets(std::slice::from_ref(&k1));
+        let sid = sealed::seal(&before[0], &session());
+        // Steering now has [k2, k1]: the old session opens, new ones are
+        // sealed with k2's secret.
+        let after = session_secrets(&[k2.clone(), k1.clone()]);
+        assert_eq!(after[1], before[0], "derivation is per key, not per list");
+        assert_eq!(sealed::open_any::<Session, _>(&after, &sid), Ok(session()));
+        let new_sid = sealed::seal(&after[0], &session());
+        assert_ne!(new_sid, sid);
+        assert_eq!(sealed::open_any::<Session, _>(&after, &new_sid), Ok(session()));
+        // Once k1 is removed, its sessions are gone.
+        let later = session_secrets(std::slice::from_ref(&k2));
+        assert_eq!(
+            sealed::open_any::<Session, _>(&later, &sid),
+            Err(sealed::Unseal::BadSignature)
+        );
+        // A sealing secret is not the token key itself.
+        assert_ne!(after[0], k2.secret);
+    }
 }

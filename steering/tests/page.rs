@@ -2,77 +2,34 @@
 //! a generated certificate): `/` for browsers and for curl, the page config,
 //! and the player assets with and without `[page] assets`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{scratch, steering_toml, Steering};
 use http::{header, Request};
 use http_body_util::{BodyExt, Empty};
 use outpost_steering::SteeringConfig;
 use outpost_svc::config::parse_config;
-use outpost_svc::Shutdown;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("outpost-page-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-struct Steering {
-    base: String,
+struct Page {
+    steering: Steering,
     client: outpost_svc::https::Client<Empty<Bytes>>,
-    shutdown: Shutdown,
 }
 
-impl Drop for Steering {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-    }
-}
-
-impl Steering {
-    async fn start(dir: &Path, page: &str) -> Steering {
-        let d = dir.display();
-        let text = format!(
-            r#"
-listen = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-[tls]
-cert = "{d}/certs/steering.crt"
-key = "{d}/certs/steering.key"
-generate = true
-[cache_control]
-urls = ["https://127.0.0.1:1"]
-ca = "{d}/certs/ca.crt"
-[origin]
-url = "http://127.0.0.1:1"
-[tokens]
-keys = [{{ id = "k1", secret = "page-test-secret-0123456789" }}]
-[entitlement]
-open = true
-[catalog.synthetic]
-titles = 3
-[[catalog.titles]]
-id = "bbb"
-path = "/vod/bbb/"
-dash = "manifest.mpd"
-{page}
-"#
-        );
-        let cfg: SteeringConfig = parse_config(Path::new("page-test.toml"), &text).unwrap();
-        let shutdown = Shutdown::new();
-        let running = outpost_steering::start(cfg, shutdown.clone()).await.unwrap();
+impl Page {
+    async fn start(dir: &Path, page: &str) -> Page {
+        let extra = format!("[[catalog.titles]]\nid = \"bbb\"\npath = \"/vod/bbb/\"\ndash = \"manifest.mpd\"\n{page}");
+        let k1 = r#"{ id = "k1", secret = "page-test-secret-0123456789" }"#;
+        let steering = Steering::start(&steering_toml(dir, "https://127.0.0.1:1", k1, &extra)).await;
         let client = outpost_svc::https::client(Some(&dir.join("certs/ca.crt")), Duration::from_secs(2)).unwrap();
-        Steering {
-            base: format!("https://{}", running.addr),
-            client,
-            shutdown,
-        }
+        Page { steering, client }
     }
 
     async fn get(&self, path: &str, accept: Option<&str>) -> (u16, http::HeaderMap, String) {
-        let mut req = Request::get(format!("{}{path}", self.base));
+        let mut req = Request::get(format!("{}{path}", self.steering.base));
         if let Some(a) = accept {
             req = req.header(header::ACCEPT, a);
         }
@@ -90,7 +47,7 @@ dash = "manifest.mpd"
 #[tokio::test]
 async fn page_routes_without_players() {
     let dir = scratch("bare");
-    let s = Steering::start(&dir, "[page]\nassets = \"/nonexistent/outpost/node_modules\"").await;
+    let s = Page::start(&dir, "[page]\nassets = \"/nonexistent/outpost/node_modules\"").await;
 
     let (status, h, body) = s.get("/", Some("text/html,application/xhtml+xml,*/*;q=0.8")).await;
     assert_eq!(status, 200);
@@ -157,7 +114,7 @@ async fn players_come_from_the_assets_directory() {
         "[page]\nassets = \"{}\"\ncontrol_url = \"http://127.0.0.1:7070/\"",
         modules.display()
     );
-    let s = Steering::start(&dir, &page).await;
+    let s = Page::start(&dir, &page).await;
 
     let (status, h, body) = s.get("/assets/hls.js", None).await;
     assert_eq!(status, 200);
