@@ -494,6 +494,45 @@ async fn forged_unknown_replayed_stale_malformed_and_huge_reports_are_refused() 
     Ok(())
 }
 
+/// An edge listed with two keys (`[[edges]] keys`, mid-rotation) is
+/// accepted whichever it signs with, and never with another edge's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_rotating_its_key_is_accepted_with_either_key() -> Result<()> {
+    let dir = test_dir("cc-rotate");
+    let ip = "127.73.6.10";
+    let (old, new) = (edge_secret("ghost"), edge_secret("ghost.r2"));
+    let rotating = format!(
+        "[[edges]]\nid = \"ghost\"\nkeys = [{{ id = \"ghost.r2\", secret = \"{new}\" }}, {{ id = \"ghost\", secret = \"{old}\" }}]\n"
+    );
+    let cc = start_cache_control(&dir, "cc", ip, &["other"], &rotating).await?;
+    let url = format!("https://{ip}:{CC_PORT}/v1/reports");
+    let client = outpost_svc::https::client::<Full<Bytes>>(Some(&ca(&dir)), Duration::from_secs(2))?;
+
+    // The old key (the edge has not switched yet), then the new one.
+    let (status, answer) = post(&client, &url, Post::report(&ghost_report(1, now_ms()))).await?;
+    assert_eq!(status, 200, "old key: {answer}");
+    let mut p = Post::report(&ghost_report(2, now_ms()));
+    (p.key_id, p.secret) = (Some("ghost.r2".into()), new.clone().into_bytes());
+    let (status, answer) = post(&client, &url, p).await?;
+    assert_eq!(status, 200, "new key: {answer}");
+    // Another edge's key, with its own secret, cannot report for ghost.
+    let mut p = Post::report(&ghost_report(3, now_ms()));
+    (p.key_id, p.secret) = (Some("other".into()), edge_secret("other").into_bytes());
+    let (status, answer) = post(&client, &url, p).await?;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (401, Some("wrong-edge")),
+        "{answer}"
+    );
+
+    let m = metrics(&cc.admin).await?;
+    assert_eq!(
+        metric_sum(&m, "outpost_cc_reports_accepted_total", &["edge=\"ghost\""]),
+        2.0
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_by_admin_call_and_on_sigterm() -> Result<()> {
     let OneEdge {

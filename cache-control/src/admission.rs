@@ -7,14 +7,16 @@ use std::collections::HashMap;
 use outpost_proto::signature::{self, SignatureError};
 use outpost_proto::HealthReport;
 
-/// One edge's credentials as cache-control knows them.
+/// One key of an edge as cache-control knows it: whose it is and its secret.
 #[derive(Debug, Clone)]
 pub struct EdgeKey {
     pub edge_id: String,
     pub secret: Vec<u8>,
 }
 
-/// Credentials by key id.
+/// Credentials by key id. An edge may own several key ids (while its key
+/// rotates); a key id belongs to exactly one edge, and a report signed with
+/// it must name that edge.
 pub type Keys = HashMap<String, EdgeKey>;
 
 /// The signed parts of a report request, as the shell read them.
@@ -129,16 +131,18 @@ mod tests {
         max_skew_ms: 5_000,
     };
 
+    /// edge-1 is rotating from k1 to k1b; edge-2 has k2.
     fn keys() -> Keys {
-        [(
-            "k1".to_string(),
-            EdgeKey {
-                edge_id: "edge-1".into(),
-                secret: b"s1".to_vec(),
-            },
-        )]
-        .into_iter()
-        .collect()
+        [("k1", "edge-1", "s1"), ("k1b", "edge-1", "s1b"), ("k2", "edge-2", "s2")]
+            .into_iter()
+            .map(|(key, edge, secret)| {
+                let k = EdgeKey {
+                    edge_id: edge.into(),
+                    secret: secret.as_bytes().to_vec(),
+                };
+                (key.to_string(), k)
+            })
+            .collect()
     }
     fn report(edge: &str, seq: u64) -> Vec<u8> {
         serde_json::to_vec(&HealthReport {
@@ -187,6 +191,46 @@ mod tests {
     fn a_good_report_is_admitted() {
         assert_eq!(go(&report("edge-1", 5), "k1", b"s1", Some(4)).unwrap().seq, 5);
         assert!(go(&report("edge-1", 1), "k1", b"s1", None).is_ok());
+    }
+
+    #[test]
+    fn any_key_of_the_edge_is_accepted_and_no_key_of_another() {
+        // Both of edge-1's keys, before and after it switches; the sequence
+        // is the edge's, whichever key signed.
+        assert_eq!(
+            go(&report("edge-1", 5), "k1", b"s1", Some(4)).unwrap().edge_id,
+            "edge-1"
+        );
+        assert_eq!(
+            go(&report("edge-1", 6), "k1b", b"s1b", Some(5)).unwrap().edge_id,
+            "edge-1"
+        );
+        assert_eq!(
+            go(&report("edge-2", 6), "k2", b"s2", Some(5)).unwrap().edge_id,
+            "edge-2"
+        );
+        assert_eq!(
+            go(&report("edge-1", 6), "k1", b"s1", Some(6)).unwrap_err().as_str(),
+            "replay",
+            "switching keys does not reset the sequence"
+        );
+        // Another edge's key, even with its right secret, cannot speak for edge-1.
+        let e = go(&report("edge-1", 7), "k2", b"s2", None).unwrap_err();
+        assert_eq!((e.status(), e.as_str()), (401, "wrong-edge"));
+        assert_eq!(
+            e,
+            Reject::WrongEdge {
+                named: "edge-1".into(),
+                keyed: "edge-2".into()
+            }
+        );
+        let e = go(&report("edge-2", 7), "k1b", b"s1b", None).unwrap_err();
+        assert_eq!(e.as_str(), "wrong-edge");
+        // One key id, another key's secret: a bad signature.
+        assert_eq!(
+            go(&report("edge-1", 7), "k1b", b"s1", None).unwrap_err().as_str(),
+            "bad-signature"
+        );
     }
 
     #[test]

@@ -125,21 +125,43 @@ fn default_log() -> usize {
     4096
 }
 
+/// One edge allowed to report, with the key (or keys) it signs with. Give
+/// either `key_id` + `secret` (one key) or `keys` (several, for rotating
+/// without downtime), not both.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeEntry {
     /// The edge id (its `id` in edge.toml). Required.
     pub id: String,
-    /// The key id the edge signs with. Default: the edge id.
+    /// The key id the edge signs with. Only with `secret`. Default: the
+    /// edge id.
     #[serde(default)]
     pub key_id: Option<String>,
+    /// The shared HMAC secret, or `file:/path/to/secret`. At least 16
+    /// bytes. Required unless `keys` is given.
+    #[serde(default, deserialize_with = "de::optional_secret")]
+    pub secret: Option<Vec<u8>>,
+    /// Every key the edge may sign with, e.g. `[{ id = "edge-a.r2", secret
+    /// = "file:…" }, { id = "edge-a.r1", secret = "file:…" }]`: a report
+    /// signed with any of them is accepted. Instead of `key_id` + `secret`;
+    /// at least one. Default: none (the `key_id` + `secret` form).
+    #[serde(default)]
+    pub keys: Option<Vec<ReportKey>>,
+    /// Known (as `down`) before its first report. Default: true.
+    #[serde(default = "yes")]
+    pub declared: bool,
+}
+
+/// One report key of an edge, in `[[edges]] keys`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportKey {
+    /// The key id the edge sends (its `[report] key_id`). Required.
+    pub id: String,
     /// The shared HMAC secret, or `file:/path/to/secret`. At least 16
     /// bytes. Required.
     #[serde(deserialize_with = "de::secret")]
     pub secret: Vec<u8>,
-    /// Known (as `down`) before its first report. Default: true.
-    #[serde(default = "yes")]
-    pub declared: bool,
 }
 
 fn yes() -> bool {
@@ -158,8 +180,49 @@ macro_rules! defaults_from_empty_toml {
 defaults_from_empty_toml!(LivenessConfig, OverloadConfig, ReportsConfig, StreamConfig);
 
 impl EdgeEntry {
-    pub fn key_id(&self) -> &str {
-        self.key_id.as_deref().unwrap_or(&self.id)
+    /// The keys this edge may sign with, as (key id, secret), in config
+    /// order: `keys`, or the one `key_id` (default: the edge id) + `secret`.
+    /// Empty only for an entry validation refuses.
+    pub fn keys(&self) -> Vec<(&str, &[u8])> {
+        match (&self.keys, &self.secret) {
+            (Some(keys), _) => keys.iter().map(|k| (k.id.as_str(), k.secret.as_slice())).collect(),
+            (None, Some(secret)) => vec![(self.key_id.as_deref().unwrap_or(&self.id), secret.as_slice())],
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// Either `keys` or `key_id` + `secret`, and every key id non-empty.
+    fn validate(&self, at: &str) -> Result<(), Invalid> {
+        match (&self.keys, &self.secret) {
+            (Some(_), Some(_)) => {
+                return Err(Invalid::new(
+                    format!("{at}.keys"),
+                    "give either `keys` or `key_id` + `secret`, not both",
+                ))
+            }
+            (Some(_), None) if self.key_id.is_some() => {
+                return Err(Invalid::new(
+                    format!("{at}.key_id"),
+                    "goes with `secret`; with `keys`, each key has its own `id`",
+                ))
+            }
+            (Some(keys), None) if keys.is_empty() => {
+                return Err(Invalid::new(format!("{at}.keys"), "needs at least one key"))
+            }
+            (None, None) => {
+                return Err(Invalid::new(
+                    format!("{at}.secret"),
+                    "required (or `keys`, a list of `{ id, secret }`)",
+                ))
+            }
+            _ => {}
+        }
+        for (j, k) in self.keys.iter().flatten().enumerate() {
+            if k.id.is_empty() {
+                return Err(Invalid::new(format!("{at}.keys[{j}].id"), "must not be empty"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -224,11 +287,15 @@ impl Validate for CacheControlConfig {
                     format!("`{}` is listed twice", e.id),
                 ));
             }
-            if !keys.insert(e.key_id()) {
-                return Err(Invalid::new(
-                    format!("edges[{i}].key_id"),
-                    format!("`{}` is used twice", e.key_id()),
-                ));
+            e.validate(&format!("edges[{i}]"))?;
+            for (j, (key_id, _)) in e.keys().into_iter().enumerate() {
+                if !keys.insert(key_id) {
+                    let at = match e.keys {
+                        Some(_) => format!("edges[{i}].keys[{j}].id"),
+                        None => format!("edges[{i}].key_id"),
+                    };
+                    return Err(Invalid::new(at, format!("`{key_id}` is used twice")));
+                }
             }
         }
         Ok(())
@@ -277,5 +344,74 @@ key = "c.key"
         assert!(e.contains("surprise"), "{e}");
         let e = parse("[[edges]]\nid = \"a\"\nsecret = \"file:/nonexistent/secret\"\n").unwrap_err();
         assert!(e.contains("/nonexistent/secret"), "{e}");
+    }
+
+    #[test]
+    fn an_edge_has_one_key_or_a_list_of_keys() {
+        const S1: &str = "0123456789abcdef-one";
+        const S2: &str = "0123456789abcdef-two";
+        // The one-key form: key id defaults to the edge id.
+        let c = parse(&format!("[[edges]]\nid = \"a\"\nsecret = \"{S1}\"\n")).unwrap();
+        assert_eq!(c.edges[0].keys(), [("a", S1.as_bytes())]);
+        let c = parse(&format!(
+            "[[edges]]\nid = \"a\"\nkey_id = \"a.r1\"\nsecret = \"{S1}\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.edges[0].keys(), [("a.r1", S1.as_bytes())]);
+        // The list form, in config order.
+        let two = format!(
+            "[[edges]]\nid = \"a\"\nkeys = [{{ id = \"a.r2\", secret = \"{S2}\" }}, {{ id = \"a.r1\", secret = \"{S1}\" }}]\n"
+        );
+        let c = parse(&two).unwrap();
+        assert_eq!(c.edges[0].keys(), [("a.r2", S2.as_bytes()), ("a.r1", S1.as_bytes())]);
+        assert!(c.edges[0].declared);
+
+        let refused = |extra: &str, key: &str, why: &str| {
+            let e = parse(extra).unwrap_err();
+            assert!(
+                e.contains("cc.toml") && e.contains(&format!("`{key}`")) && e.contains(why),
+                "{extra}: {e}"
+            );
+        };
+        refused(
+            &format!("{two}secret = \"{S1}\"\n"),
+            "edges[0].keys",
+            "either `keys` or `key_id` + `secret`",
+        );
+        refused(
+            &format!("{two}key_id = \"a.r3\"\n"),
+            "edges[0].key_id",
+            "goes with `secret`",
+        );
+        refused(
+            "[[edges]]\nid = \"a\"\nkeys = []\n",
+            "edges[0].keys",
+            "at least one key",
+        );
+        refused("[[edges]]\nid = \"a\"\n", "edges[0].secret", "required");
+        refused(
+            &format!("[[edges]]\nid = \"a\"\nkeys = [{{ id = \"\", secret = \"{S1}\" }}]\n"),
+            "edges[0].keys[0].id",
+            "must not be empty",
+        );
+        // A key id belongs to one edge, once.
+        refused(
+            &format!("{two}[[edges]]\nid = \"b\"\nkey_id = \"a.r1\"\nsecret = \"{S1}\"\n"),
+            "edges[1].key_id",
+            "`a.r1` is used twice",
+        );
+        refused(
+            &format!("[[edges]]\nid = \"a\"\nkeys = [{{ id = \"k\", secret = \"{S1}\" }}, {{ id = \"k\", secret = \"{S2}\" }}]\n"),
+            "edges[0].keys[1].id",
+            "`k` is used twice",
+        );
+        // Unknown fields, in an edge or in a key, are refused; so are short secrets.
+        let e = parse(&format!(
+            "[[edges]]\nid = \"a\"\nkeys = [{{ id = \"k\", secret = \"{S1}\", kid = 1 }}]\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("kid"), "{e}");
+        let e = parse("[[edges]]\nid = \"a\"\nkeys = [{ id = \"k\", secret = \"short\" }]\n").unwrap_err();
+        assert!(e.contains("16 bytes"), "{e}");
     }
 }

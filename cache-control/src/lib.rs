@@ -68,15 +68,18 @@ pub async fn start(cfg: CacheControlConfig, shutdown: Shutdown) -> Result<Runnin
         .map_err(bind_err(cfg.listen))?;
     let addr = listener.local_addr().map_err(bind_err(cfg.listen))?;
 
+    // Every key id of every edge (several during a key rotation).
     let keys: Keys = cfg
         .edges
         .iter()
-        .map(|e| {
-            let key = EdgeKey {
-                edge_id: e.id.clone(),
-                secret: e.secret.clone(),
-            };
-            (e.key_id().to_string(), key)
+        .flat_map(|e| {
+            e.keys().into_iter().map(|(key_id, secret)| {
+                let key = EdgeKey {
+                    edge_id: e.id.clone(),
+                    secret: secret.to_vec(),
+                };
+                (key_id.to_string(), key)
+            })
         })
         .collect();
     let declared = cfg.edges.iter().filter(|e| e.declared).map(|e| e.id.clone());
