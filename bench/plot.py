@@ -4,9 +4,10 @@
     python3 bench/plot.py [bench/results]
 
 writes hit-throughput.svg (MiB/s and server CPU seconds per GiB, per
-protocol and server) and hit-ratio.svg (object hit ratio against cache size,
-lru dashed, s3-fifo solid, one colour per workload) next to the JSON files
-that exist.
+protocol and server), hit-ratio.svg (object hit ratio against cache size,
+lru dashed, s3-fifo solid, one colour per workload) and failover.svg (each
+trial's time out of steering's answers and back in, against the liveness
+silence limit and the 3 s target) next to the JSON files that exist.
 """
 import json
 import os
@@ -89,9 +90,43 @@ def hit_ratio(d):
     return "\n".join(out)
 
 
+def failover(d):
+    w, h, x0, y0, pw, ph = 760, 400, 60, 40, 560, 300
+    trials = d["trials"]
+    top = max([t["out_ms"] for t in trials] + [t["back_ms"] for t in trials] + [3000]) * 1.1
+    y = lambda v: y0 + ph * (1 - v / top)  # noqa: E731
+    x = lambda i: x0 + pw * (i + 0.5) / max(1, len(trials))  # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}">',
+           '<rect width="100%" height="100%" fill="white"/>',
+           text(x0 + pw / 2, 22, "kill -9 an edge: ms until steering stops naming it (and names it again after a restart)",
+                13, "middle", "bold"),
+           f'<line x1="{x0}" y1="{y0 + ph}" x2="{x0 + pw}" y2="{y0 + ph}" stroke="black"/>',
+           f'<line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y0 + ph}" stroke="black"/>']
+    step = 500 if top < 6000 else 1000
+    for v in range(0, int(top), step):
+        out.append(text(x0 - 6, y(v) + 4, f"{v}", 10, "end"))
+        out.append(f'<line x1="{x0}" y1="{y(v):.1f}" x2="{x0 + pw}" y2="{y(v):.1f}" stroke="#eee"/>')
+    for v, label, colour, dy in [(d["silence_limit_ms"], "silence limit", "#999", -4),
+                                 (3000, "target (3 s)", "#d62728", 12)]:
+        out.append(f'<line x1="{x0}" y1="{y(v):.1f}" x2="{x0 + pw}" y2="{y(v):.1f}" stroke="{colour}" '
+                   'stroke-dasharray="5,4"/>')
+        out.append(text(x0 + pw + 6, y(v) + dy, label, 10))
+    for i, t in enumerate(trials):
+        out.append(f'<circle cx="{x(i):.1f}" cy="{y(t["out_ms"]):.1f}" r="4" fill="{COLOURS[0]}"/>')
+        out.append(f'<rect x="{x(i) - 3:.1f}" y="{y(t["back_ms"]) - 3:.1f}" width="6" height="6" fill="{COLOURS[2]}"/>')
+    out.append(text(x0 + pw / 2, y0 + ph + 20, "trial", 11, "middle"))
+    out.append(f'<circle cx="{x0 + 10}" cy="{h - 22}" r="4" fill="{COLOURS[0]}"/>')
+    out.append(text(x0 + 20, h - 18, "kill -9 → out of the answers"))
+    out.append(f'<rect x="{x0 + 247}" y="{h - 25}" width="6" height="6" fill="{COLOURS[2]}"/>')
+    out.append(text(x0 + 260, h - 18, "restart → named again"))
+    out.append("</svg>")
+    return "\n".join(out)
+
+
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else "bench/results"
-    for name, plot in [("hit-throughput", hit_throughput), ("hit-ratio", hit_ratio)]:
+    for name, plot in [("hit-throughput", hit_throughput), ("hit-ratio", hit_ratio),
+                       ("failover", failover)]:
         src = os.path.join(root, f"{name}.json")
         if os.path.exists(src):
             with open(src) as f:

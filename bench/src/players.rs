@@ -45,7 +45,7 @@ const RENDITIONS: [u64; 3] = [800_000, 2_500_000, 6_000_000];
 pub struct Opts {
     #[command(flatten)]
     pub common: Common,
-    /// Virtual players. Default: 120 (quick: 9).
+    /// Virtual players. Default: 240 (quick: 9).
     #[arg(long)]
     pub players: Option<usize>,
     /// Segments each player plays (4 s of media each). Default: 12 (quick: 3).
@@ -63,7 +63,7 @@ pub struct Opts {
     /// Media seconds a player keeps buffered ahead at most. Default: 12.
     #[arg(long, default_value_t = 12.0)]
     pub max_ahead_s: f64,
-    /// Titles in the catalog. Default: 50 (quick: 6).
+    /// Titles in the catalog. Default: 30 (quick: 6).
     #[arg(long)]
     pub titles: Option<u32>,
     /// Zipf exponent of title popularity. Default: 0.8.
@@ -374,14 +374,15 @@ struct Output {
 
 pub async fn run(o: Opts) -> Result<()> {
     let quick = o.common.quick;
+    let titles = o.titles.unwrap_or(if quick { 6 } else { 30 }).max(1);
     let plan = Plan {
-        players: o.players.unwrap_or(if quick { 9 } else { 120 }).max(1),
+        players: o.players.unwrap_or(if quick { 9 } else { 240 }).max(1),
         segments: o.segments.unwrap_or(if quick { 3 } else { 12 }).max(1),
         speed: o.speed.unwrap_or(if quick { 8.0 } else { 1.0 }).max(0.01),
         ramp: Duration::from_secs_f64(o.ramp_s.unwrap_or(if quick { 0.5 } else { 20.0 }).max(0.0)),
         startup: o.startup_segments.max(1),
         max_ahead_s: o.max_ahead_s.max(0.0),
-        titles: Zipf::new(o.titles.unwrap_or(if quick { 6 } else { 50 }).max(1) as usize, o.zipf),
+        titles: Zipf::new(titles as usize, o.zipf),
         protocols: if o.protocols.is_empty() {
             vec![Proto::H3, Proto::H2, Proto::H1]
         } else {
@@ -389,7 +390,6 @@ pub async fn run(o: Opts) -> Result<()> {
         },
         seed: o.seed,
     };
-    let titles = o.titles.unwrap_or(if quick { 6 } else { 50 }).max(1);
     let dir = o.common.fresh_dir("players")?;
     let header = Header::new("players", quick);
     let cfg = FleetConfig {

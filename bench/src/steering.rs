@@ -141,6 +141,8 @@ struct RankerRun {
     decisions: usize,
     decisions_per_s: f64,
     latency_us: Micros,
+    #[serde(flatten)]
+    quiet: procs::Quiet,
 }
 
 /// Latency percentiles in microseconds.
@@ -182,6 +184,7 @@ fn ranker(s: &Snapshot, seconds: f64, titles: u32) -> RankerRun {
             p99: p.p99_ms * 1e3,
             max: p.max_ms * 1e3,
         },
+        quiet: procs::Quiet::default(),
     }
 }
 
@@ -255,7 +258,16 @@ pub async fn run(o: Opts) -> Result<()> {
     let snaps: Vec<&Snapshot> = SNAPSHOTS.iter().filter(|s| !quick || s.edges <= 1000).collect();
     let mut rruns = Vec::new();
     for s in snaps {
-        let r = ranker(s, ranker_seconds, titles);
+        let (mut r, quiet) = o
+            .settle
+            .measured(quick, "ranker", || async {
+                let (busy0, self0) = (procs::machine_busy_seconds(), procs::self_cpu_seconds());
+                let r = ranker(s, ranker_seconds, titles);
+                let other = procs::machine_busy_seconds() - busy0 - (procs::self_cpu_seconds() - self0);
+                Ok((r, other.max(0.0) / ranker_seconds.max(1e-3)))
+            })
+            .await?;
+        r.quiet = quiet;
         println!(
             "  ranker {} edges / {} sites, {:.0}% not up: {:.0} decisions/s, p50 {:.1} µs, p99 {:.1} µs, max {:.0} µs",
             s.edges,
