@@ -182,9 +182,15 @@ pub struct OriginSource {
 }
 
 /// The `[page]` section: the demo page steering serves at `/`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PageConfig {
+    /// Serve the page. When false, `/` is the text view for every client
+    /// (whatever its `Accept`), and `/v1/page-config` and `/assets/*`
+    /// answer 404: a production steering host serves the playback API, not
+    /// a demo page. Default: true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
     /// Base URL (http:// or https://) of a demo supervisor's control API
     /// (`GET {control_url}/v1/edges`, `POST {control_url}/v1/edges/{id}/stop`
     /// and `/start`); the browser calls it directly, so it must answer with
@@ -199,6 +205,16 @@ pub struct PageConfig {
     /// page still shows the edges and the play answer).
     #[serde(default)]
     pub assets: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for PageConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
 }
 
 impl SteeringConfig {

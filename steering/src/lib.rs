@@ -136,7 +136,11 @@ pub async fn start(cfg: SteeringConfig, shutdown: Shutdown) -> Result<Running, S
     }
     admin_state.set_ready(true);
     tracing::info!(%addr, %admin, public = %shared.public, replicas = ?cfg.cache_control.urls, "steering listening");
-    tracing::info!(page = %format!("{}/", shared.public), players = %page::players_note(&cfg.page), "web page");
+    if cfg.page.enabled {
+        tracing::info!(page = %format!("{}/", shared.public), players = %page::players_note(&cfg.page), "web page");
+    } else {
+        tracing::info!("web page turned off ([page] enabled = false); / is the text view");
+    }
     Ok(Running {
         addr,
         admin,

@@ -23,6 +23,10 @@
 //!   `[page] assets` or `web/node_modules` (run `cd web && npm ci`). Only
 //!   these fixed files are served: no path from the request reaches the
 //!   file system.
+//!
+//! With `[page] enabled = false` there is no page: `/` is the text view
+//! for every client and `/v1/page-config` and `/assets/*` answer 404
+//! ([`disabled`]).
 
 use std::path::{Path, PathBuf};
 
@@ -210,6 +214,12 @@ fn not_found(message: String) -> Response<Body> {
     )
 }
 
+/// Any page route (`/v1/page-config`, `/assets/*`) when `[page] enabled =
+/// false`.
+pub fn disabled() -> Response<Body> {
+    not_found("the web page is turned off on this host ([page] enabled = false)".into())
+}
+
 /// `GET /assets/{name}`: the page's own files or one of the two players.
 pub async fn asset(cfg: &PageConfig, name: &str) -> Response<Body> {
     match name {
@@ -291,6 +301,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_assets_and_missing_players_are_404_with_a_reason() {
         let cfg = PageConfig {
+            enabled: true,
             control_url: None,
             assets: Some(PathBuf::from("/nonexistent/outpost/node_modules")),
         };

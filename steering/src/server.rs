@@ -2,7 +2,8 @@
 //! (`/v1/session/{id}/master.m3u8`, `/manifest.mpd`), steering manifests
 //! (`/v1/steering/{id}`), `/v1/edges`, and at `/` the web page for
 //! browsers (`Accept: text/html`) or a text view for everyone else (also at
-//! `/status.txt`); the page's routes are described in [`crate::page`].
+//! `/status.txt`; for everyone at `/` too with `[page] enabled = false`);
+//! the page's routes are described in [`crate::page`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -125,7 +126,9 @@ pub async fn handle(s: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) ->
         (Method::GET, ["v1", "session", sid, file]) => session_manifest(&s, sid, file).await,
         (Method::GET, ["v1", "steering", sid]) => steering(&s, sid, req.uri().query()),
         (Method::GET, ["v1", "edges"]) => json(StatusCode::OK, &*s.edges.views()),
+        (_, ["v1", "page-config"]) | (_, ["assets", _]) if !s.cfg.page.enabled => page::disabled(),
         (Method::GET, ["v1", "page-config"]) => page::config(&s.cfg),
+        (Method::GET, [""]) if !s.cfg.page.enabled => text("text/plain; charset=utf-8", overview(&s)),
         (Method::GET, [""]) => {
             let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
             if page::wants_html(accept) {
@@ -567,10 +570,14 @@ fn steering(s: &Shared, sid: &str, query: Option<&str>) -> Response<Body> {
 }
 
 fn overview(s: &Shared) -> String {
-    let mut out = format!(
-        "steering {}  (POST {}/v1/play; open {}/ in a browser for the page)\n\n",
-        s.cfg.id, s.public, s.public
-    );
+    let mut out = if s.cfg.page.enabled {
+        format!(
+            "steering {}  (POST {}/v1/play; open {}/ in a browser for the page)\n\n",
+            s.cfg.id, s.public, s.public
+        )
+    } else {
+        format!("steering {}  (POST {}/v1/play)\n\n", s.cfg.id, s.public)
+    };
     out.push_str(&format!(
         "{:<20} {:<11} {:<8} {:>6}  {}\n",
         "EDGE", "STATE", "SITE", "LOAD", "URL"

@@ -29,7 +29,13 @@ impl Page {
     }
 
     async fn get(&self, path: &str, accept: Option<&str>) -> (u16, http::HeaderMap, String) {
-        let mut req = Request::get(format!("{}{path}", self.steering.base));
+        self.send(http::Method::GET, path, accept).await
+    }
+
+    async fn send(&self, method: http::Method, path: &str, accept: Option<&str>) -> (u16, http::HeaderMap, String) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.steering.base));
         if let Some(a) = accept {
             req = req.header(header::ACCEPT, a);
         }
@@ -130,6 +136,41 @@ async fn players_come_from_the_assets_directory() {
     assert_eq!(v["control_url"], "http://127.0.0.1:7070", "without the trailing slash");
 }
 
+#[tokio::test]
+async fn a_steering_without_the_page() {
+    let dir = scratch("off");
+    let s = Page::start(&dir, "[page]\nenabled = false").await;
+
+    let (_, _, text) = s.get("/status.txt", None).await;
+    assert!(text.contains("EDGE") && !text.contains("browser"), "{text}");
+    for accept in [Some("text/html,application/xhtml+xml,*/*;q=0.8"), Some("*/*"), None] {
+        let (status, h, body) = s.get("/", accept).await;
+        assert_eq!(status, 200, "{accept:?}");
+        assert!(
+            h[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain"),
+            "{accept:?}: the text view, never HTML"
+        );
+        assert!(!h.contains_key(header::VARY), "{accept:?}: the same for every Accept");
+        assert_eq!(body, text, "{accept:?}");
+    }
+    for path in [
+        "/v1/page-config",
+        "/assets/page.js",
+        "/assets/page.css",
+        "/assets/hls.js",
+        "/assets/dash.js",
+    ] {
+        let (status, _, body) = s.get(path, None).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body.contains("[page] enabled = false"), "{path}: {body}");
+        let (status, _, _) = s.send(http::Method::POST, path, None).await;
+        assert_eq!(status, 404, "POST {path}");
+    }
+    // The playback API is all there.
+    assert_eq!(s.get("/v1/edges", None).await.0, 200);
+    assert_eq!(s.get("/v1/play", None).await.0, 405);
+}
+
 #[test]
 fn page_config_is_checked() {
     let base = r#"
@@ -148,7 +189,12 @@ keys = [{ id = "k1", secret = "page-test-secret-0123456789" }]
 "#;
     let parse = |extra: &str| parse_config::<SteeringConfig>(Path::new("t.toml"), &format!("{base}{extra}"));
     let cfg = parse("").unwrap();
+    assert!(cfg.page.enabled, "the page is on by default");
     assert!(cfg.page.control_url.is_none() && cfg.page.assets.is_none());
+    assert!(parse("[page]\n").unwrap().page.enabled);
+    assert!(!parse("[page]\nenabled = false").unwrap().page.enabled);
+    let e = parse("[page]\nenabled = \"no\"").unwrap_err().to_string();
+    assert!(e.contains("t.toml") && e.contains("enabled"), "{e}");
     let e = parse("[page]\ncontrol_url = \"ftp://x\"").unwrap_err().to_string();
     assert!(e.contains("page.control_url"), "{e}");
     let e = parse("[page]\ncontrols = \"http://x\"").unwrap_err().to_string();
