@@ -298,13 +298,15 @@ fn multi_host_files_agree_with_each_other() {
     }
 
     // The parent tier: a non-reporting edge that children list first, that
-    // fills from the origin, and that cannot require tokens (children send
-    // none upstream).
+    // fills from the origin, and that requires the tokens its children
+    // forward: every key a child accepts (a token a child let through is
+    // never refused upstream), and it forwards none to the origin.
     let origin_port = d.origin.listen.port();
     let parents: Vec<&EdgeConfig> = d.edges.values().filter(|e| e.report.is_none()).collect();
     assert_eq!(parents.len(), 1);
     let parent = parents[0];
-    assert!(!parent.token.required, "children send no token upstream");
+    assert!(parent.token.required, "the parent checks the children's tokens");
+    assert!(!parent.upstream.forward_token, "the origin needs no token");
     let parent_url = host_port(&parent.upstream.urls[0]);
     assert_eq!(parent_url.1, origin_port, "the parent fills from the origin");
     let mut children = 0;
@@ -315,6 +317,24 @@ fn multi_host_files_agree_with_each_other() {
         if first.0.contains(parent.id.as_str()) {
             children += 1;
             assert_eq!(first.1, parent.listen.port(), "{}: parent port", e.id);
+            assert!(e.upstream.forward_token, "{}: forwards tokens to the parent", e.id);
+            for k in &e.token.keys {
+                assert!(
+                    parent.token.keys.contains(k),
+                    "{}: the parent knows its token key `{}`",
+                    e.id,
+                    k.id
+                );
+            }
+            assert!(
+                parent
+                    .token
+                    .forwarders
+                    .iter()
+                    .any(|f| f == &format!("{}/32", e.listen.ip())),
+                "{}: the parent lists it in token.forwarders",
+                e.id
+            );
             assert_eq!(
                 host_port(e.upstream.urls.last().unwrap()).1,
                 origin_port,
@@ -323,6 +343,7 @@ fn multi_host_files_agree_with_each_other() {
             );
         } else {
             assert_eq!(first.1, origin_port, "{}: no parent => the origin", e.id);
+            assert!(!e.upstream.forward_token, "{}: no token to the origin", e.id);
         }
     }
     assert_eq!(children, 1, "one child edge behind the parent");

@@ -455,3 +455,206 @@ async fn cross_origin_players_get_cors_headers_and_preflights_need_no_token() ->
     drop(edge);
     Ok(())
 }
+
+/// A TCP relay in front of the origin that keeps every byte its clients
+/// sent, so a test sees exactly what reached the origin.
+async fn recording_relay(listen: &str, to: String) -> Result<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let (to, record) = (to.clone(), record.clone());
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&to).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                });
+                let mut buf = vec![0u8; 16 << 10];
+                while let Ok(n) = cr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    record.lock().unwrap().extend_from_slice(&buf[..n]);
+                    if sw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = sw.shutdown().await;
+            });
+        }
+    });
+    Ok(seen)
+}
+
+/// The access lines of a log with `key=` equal to `key`.
+fn access_lines<'a>(log: &'a str, key: &str) -> Vec<&'a str> {
+    log.lines()
+        .filter(|l| l.contains("access") && l.contains(&format!("key={key} ")))
+        .collect()
+}
+
+/// A parent edge that requires tokens behind a child edge that requires
+/// them too and forwards the one of the request that started each fill:
+/// origin ← (recording relay) ← parent ← child, on 127.74.20.x.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_child_edge_forwards_the_token_to_a_parent_that_requires_it() -> Result<()> {
+    let dir = test_dir("tokens-tiers");
+    let (o, p, c, relay) = ("127.74.20.1", "127.74.20.2", "127.74.20.3", "127.74.20.5");
+    std::fs::write(dir.join("k2.secret"), format!("{SECRET_2}\n"))?;
+    let origin = start_origin(&dir, o, "").await?;
+    let to_origin = recording_relay(&format!("{relay}:{ORIGIN_PORT}"), format!("{o}:{ORIGIN_PORT}")).await?;
+    // The parent knows k1 only; the child reaches it from 127.0.0.1 (the
+    // kernel's source for loopback), its one forwarder.
+    let parent_token = format!(
+        "[token]\nrequired = true\nclock_skew = \"5s\"\nforwarders = [\"127.0.0.1/32\"]\n\
+         [[token.keys]]\nid = \"k1\"\nsecret = \"{SECRET_1}\"\n"
+    );
+    let parent = start_named_edge(&dir, "parent", p, relay, &parent_token).await?;
+    let child_cfg = edge_config("child", c, relay, &token_section()).replace(
+        &format!("urls = [\"http://{relay}:{ORIGIN_PORT}\"]"),
+        &format!("urls = [\"https://{p}:{EDGE_PORT}\"]\nca = \"certs/ca.crt\"\nforward_token = true"),
+    );
+    let mut child = spawn(&dir, "edge", "child", &child_cfg, &format!("{c}:{EDGE_ADMIN}"))?;
+    wait_ready(&mut child).await?;
+    let https = HttpsClient::new(Some(&ca(&dir)), Tcp::H1)?;
+    let mut player = Player::H1(
+        HttpsClient::new(Some(&ca(&dir)), Tcp::H1)?,
+        format!("https://{c}:{EDGE_PORT}"),
+    );
+    let at_parent = |path: &str| format!("https://{p}:{EDGE_PORT}{path}");
+
+    // A valid token plays through both tiers: one origin fetch per object.
+    let tok1 = issue(&key("k1"), &grant("/synth/t0001/"), now());
+    let before = origin_requests(&origin).await;
+    let (seg, first) = player.play(&format!("/t/{tok1}/synth/t0001/master.m3u8")).await?;
+    let seg = seg.strip_prefix(&format!("/t/{tok1}")).unwrap().to_owned();
+    let cs = first.header("cache-status").unwrap_or_default();
+    assert!(cs.contains("fwd=miss") && cs.contains("stored"), "{cs}");
+    assert_eq!(origin_requests(&origin).await - before, 4.0, "four objects, once each");
+    let want = HttpsClient::new(None, Tcp::H1)?
+        .get(&format!("http://{o}:{ORIGIN_PORT}{seg}"))
+        .await?;
+    assert!(first.body == want.body);
+
+    // The parent checked the forwarded token (logged `token="ok"`, the
+    // session too) on a token-free key, as did the child.
+    let (parent_log, child_log) = (parent.log_text(), child.log_text());
+    for (tier, log) in [("parent", &parent_log), ("child", &child_log)] {
+        let lines = access_lines(log, &seg);
+        assert_eq!(lines.len(), 1, "{tier}: one access line for {seg}:\n{log}");
+        assert!(
+            lines[0].contains("token=\"ok\"") && lines[0].contains("test-session"),
+            "{tier}: {}",
+            lines[0]
+        );
+        assert!(!log.contains(tok1.as_str()), "{tier} logs no token");
+    }
+
+    // The parent refuses a request without a token; with one it is a hit:
+    // its key has no token either.
+    let bare = https.get(&at_parent(&seg)).await?;
+    assert_eq!(bare.status, 401);
+    assert!(String::from_utf8_lossy(&bare.body).contains("playback token"));
+    let direct = https
+        .request(
+            Method::GET,
+            &at_parent(&seg),
+            &[("CTA-Common-Access-Token", tok1.as_str())],
+        )
+        .await?;
+    assert_eq!(direct.status, 200);
+    assert!(from_cache(&direct), "{:?}", direct.header("cache-status"));
+    // Another player's token: a hit at the child, nothing upstream.
+    let tok2 = issue(
+        &key("k1"),
+        &Grant {
+            session: Some("other-session".into()),
+            ..grant("/synth/t0001/")
+        },
+        now(),
+    );
+    let other = player.get(&format!("/t/{tok2}{seg}")).await?;
+    assert_eq!(other.status, 200);
+    assert!(from_cache(&other));
+
+    // A token the child accepts but the parent does not (k2, which only the
+    // child knows): the parent's 401 is not the player's answer and is
+    // not cached: 502 saying why, and the next valid request fills normally.
+    let fresh = "/synth/t0001/r1/seg00007.m4s";
+    let k2 = issue(&key("k2"), &grant("/synth/t0001/"), now());
+    let refused = player.get(&format!("/t/{k2}{fresh}")).await?;
+    assert_eq!(refused.status, 502);
+    let why = String::from_utf8_lossy(&refused.body);
+    assert!(
+        why.contains("refused the forwarded playback token") && why.contains("401") && why.contains("unknown key"),
+        "{why}"
+    );
+    let m = metrics(&child.admin).await?;
+    assert_eq!(
+        metric_sum(
+            &m,
+            "outpost_edge_upstream_fetches_total",
+            &["outcome=\"token-refused\""]
+        ),
+        1.0
+    );
+    let pm = metrics(&parent.admin).await?;
+    assert_eq!(metric_sum(&pm, REFUSED, &["reason=\"token-unknown-key\""]), 1.0);
+    let after = player.get(&format!("/t/{tok1}{fresh}")).await?;
+    assert_eq!(after.status, 200);
+    let cs = after.header("cache-status").unwrap_or_default();
+    assert!(
+        cs.contains("fwd=miss") && cs.contains("stored"),
+        "stored, not remembered as uncacheable: {cs}"
+    );
+    // Once cached, the child serves any token it accepts.
+    assert!(from_cache(&player.get(&format!("/t/{k2}{fresh}")).await?));
+
+    // A token bound to the player's network: the child checks the network,
+    // the parent (seeing the child's address, a forwarder) everything else;
+    // from anywhere else the parent checks the network too.
+    let net = issue(
+        &key("k1"),
+        &Grant {
+            client_network: Some("127.74.21.0/24".into()),
+            ..grant("/synth/t0001/")
+        },
+        now(),
+    );
+    let bound = "/synth/t0001/r1/seg00008.m4s";
+    let from_net = client_from("127.74.21.9".parse()?, &ca(&dir))?;
+    let (status, _) = send(
+        &from_net,
+        Method::GET,
+        &format!("https://{c}:{EDGE_PORT}/t/{net}{bound}"),
+        &[],
+        b"",
+    )
+    .await?;
+    assert_eq!(status, 200, "played through both tiers");
+    let elsewhere = client_from("127.74.22.9".parse()?, &ca(&dir))?;
+    let (status, _) = send(
+        &elsewhere,
+        Method::GET,
+        &at_parent(bound),
+        &[("CTA-Common-Access-Token", net.as_str())],
+        b"",
+    )
+    .await?;
+    assert_eq!(status, 403, "not a forwarder: the network is checked");
+
+    // The origin never saw a token, in the header or anywhere else.
+    let seen = String::from_utf8_lossy(&to_origin.lock().unwrap()).to_lowercase();
+    assert!(seen.contains(&format!("get {seg} ")), "{seen}");
+    assert!(!seen.contains("cta-common-access-token"), "{seen}");
+    for t in [&tok1, &tok2, &k2, &net] {
+        assert!(!seen.contains(&t.to_lowercase()));
+    }
+    Ok(())
+}

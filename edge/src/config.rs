@@ -96,6 +96,21 @@ pub struct UpstreamConfig {
     /// How long an idle pooled connection is kept. Default: 90s.
     #[serde(default = "d::<90>", deserialize_with = "de::duration")]
     pub pool_idle_timeout: Duration,
+    /// Send the playback token of the request that started a fill (or a
+    /// revalidation) upstream in the `CTA-Common-Access-Token` header, so a
+    /// parent edge with `token.required` can check it. Never in the URL
+    /// and never in the cache key: requests joining the fill share it.
+    /// Needs `token.required` (only a token this edge verified is sent).
+    /// It goes to every URL in `urls`; an origin ignores it. A 401/403
+    /// answered to a fill that carried a token is not the player's answer
+    /// (this edge accepted the token): the fill fails, every request of
+    /// the wave gets 502 saying the upstream refused the forwarded token,
+    /// nothing is stored or remembered as uncacheable, and a stale copy
+    /// within `stale-if-error` is served instead when there is one.
+    /// Default: false (a credential goes upstream only where asked for:
+    /// set it on child edges whose parent requires tokens).
+    #[serde(default)]
+    pub forward_token: bool,
 }
 
 fn default_retries() -> u32 {
@@ -345,6 +360,14 @@ pub struct TokenConfig {
     /// Leeway for the token's expiry and not-before times. Default: 30s.
     #[serde(default = "d::<30>", deserialize_with = "de::duration")]
     pub clock_skew: Duration,
+    /// Networks (CIDR) of child edges that forward their players' tokens
+    /// (`upstream.forward_token` on the child). A token from such a peer is
+    /// checked like any other except for its client network (`catnip`):
+    /// this edge sees the child's address, and the child checked the
+    /// network against the player. Only needed when steering binds tokens
+    /// to client networks. Default: none.
+    #[serde(default)]
+    pub forwarders: Vec<String>,
 }
 
 impl Default for TokenConfig {
@@ -369,6 +392,28 @@ fn token_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<outpost_prot
             secret: k.secret,
         })
         .collect())
+}
+
+/// Whether `ip` is in `cidr` (`addr/len`); false for anything that is not
+/// a CIDR of `ip`'s family (an IPv4-mapped IPv6 address counts as IPv4).
+pub fn cidr_contains(cidr: &str, ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    let Some((addr, len)) = cidr.split_once('/') else {
+        return false;
+    };
+    let (Ok(addr), Ok(len)) = (addr.parse::<IpAddr>(), len.parse::<u32>()) else {
+        return false;
+    };
+    let (a, b, bits) = match (ip.to_canonical(), addr.to_canonical()) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b)), 32),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
+        _ => return false,
+    };
+    if len > bits {
+        return false;
+    }
+    let shift = bits - len;
+    shift == bits || (a >> shift) == (b >> shift)
 }
 
 /// `addr/len` with a valid address and prefix length.
@@ -515,6 +560,20 @@ impl Validate for EdgeConfig {
                 ));
             }
         }
+        for (i, f) in self.token.forwarders.iter().enumerate() {
+            if !valid_cidr(f) {
+                return Err(Invalid::new(
+                    format!("token.forwarders[{i}]"),
+                    format!("`{f}` is not a CIDR prefix"),
+                ));
+            }
+        }
+        if self.upstream.forward_token && !self.token.required {
+            return Err(Invalid::new(
+                "upstream.forward_token",
+                "needs token.required = true (only a token this edge verified is forwarded)",
+            ));
+        }
         if self.limits.max_header_bytes < 8192 {
             return Err(Invalid::new("limits.max_header_bytes", "must be at least 8KiB"));
         }
@@ -550,6 +609,52 @@ urls = ["http://127.0.0.1:8080"]
         assert_eq!(c.upstream.retries, 2);
         assert!(!c.token.required && c.token.keys.is_empty());
         assert_eq!(c.token.clock_skew, Duration::from_secs(30));
+        assert!(!c.upstream.forward_token && c.token.forwarders.is_empty());
+    }
+
+    #[test]
+    fn forwarding_tokens_needs_required_tokens_and_forwarders_are_cidrs() {
+        let keys = "[[token.keys]]\nid = \"k1\"\nsecret = \"0123456789abcdef\"\n";
+        let with = |upstream: &str, token: &str| {
+            outpost_svc::config::parse_config::<EdgeConfig>(
+                Path::new("edge.toml"),
+                &format!("{MIN}{upstream}\n[token]\n{token}\n{keys}"),
+            )
+        };
+        let c = with(
+            "forward_token = true",
+            "required = true\nforwarders = [\"10.0.0.0/24\", \"::1/128\"]",
+        )
+        .unwrap();
+        assert!(c.upstream.forward_token);
+        assert_eq!(c.token.forwarders.len(), 2);
+        let e = with("forward_token = true", "required = false")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("upstream.forward_token") && e.contains("token.required"),
+            "{e}"
+        );
+        let e = with("", "required = true\nforwarders = [\"10.0.0.1\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("token.forwarders[0]"), "{e}");
+    }
+
+    #[test]
+    fn cidr_membership() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(cidr_contains("10.1.2.0/24", ip("10.1.2.255")));
+        assert!(!cidr_contains("10.1.2.0/24", ip("10.1.3.0")));
+        assert!(cidr_contains("10.1.2.3/32", ip("10.1.2.3")));
+        assert!(cidr_contains("0.0.0.0/0", ip("192.0.2.1")));
+        assert!(cidr_contains("10.0.0.0/8", ip("::ffff:10.9.9.9")), "mapped IPv4");
+        assert!(cidr_contains("2001:db8::/32", ip("2001:db8:1::1")));
+        assert!(cidr_contains("::/0", ip("2001:db8:1::1")));
+        assert!(!cidr_contains("2001:db8::/32", ip("10.0.0.1")), "other family");
+        for bad in ["10.0.0.1", "10.0.0.0/33", "x/8", "10.0.0.0/-1", ""] {
+            assert!(!cidr_contains(bad, ip("10.0.0.1")), "{bad}");
+        }
     }
 
     #[test]

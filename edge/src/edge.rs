@@ -154,8 +154,23 @@ impl Edge {
         self.metrics.memory_evictions.set(self.memory.evictions() as i64);
     }
 
-    fn spawn_fill(self: &Arc<Self>, key: &CacheKey, fill: &Arc<Fill>, stale: Option<Arc<CachedObject>>, store: bool) {
-        tokio::spawn(fill::run(self.clone(), key.clone(), fill.clone(), stale, store));
+    /// Start `fill` as its own task. `token` is the verified playback token
+    /// of the request starting it: with `upstream.forward_token` it goes
+    /// upstream (in a header, captured now; the fill outlives the request).
+    fn spawn_fill(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        fill: &Arc<Fill>,
+        stale: Option<Arc<CachedObject>>,
+        store: bool,
+        token: Option<&str>,
+    ) {
+        // Only a verified token gets here: forwarding needs `token.required`
+        // (validated), and a refused request never reaches a fill.
+        let token = token
+            .filter(|_| self.cfg.upstream.forward_token)
+            .and_then(|t| HeaderValue::from_str(t).ok());
+        tokio::spawn(fill::run(self.clone(), key.clone(), fill.clone(), stale, store, token));
     }
 
     /// Answer one request.
@@ -196,14 +211,11 @@ impl Edge {
             h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", h);
         }
-        // The token never reaches the key (nor, so, the upstream request):
+        // The token never reaches the key (nor, so, the upstream target):
         // `/t/<token>` is cut from the path here and `CAT` is never a key
-        // parameter.
-        let (token, path) = token::extract(
-            req.uri.path(),
-            req.uri.query(),
-            req.headers.get(token::HEADER).and_then(|v| v.to_str().ok()),
-        );
+        // parameter. Only `upstream.forward_token` sends it upstream, in a
+        // header of the fill it starts (see `spawn_fill`).
+        let (token, path) = token_of(req);
         access.path_skip = req.uri.path().len().saturating_sub(path.len()); // `path` is a suffix
         let key = match CacheKey::new(&path, req.uri.query(), &self.cfg.cache.key_query_params) {
             Ok(k) => k,
@@ -272,7 +284,7 @@ impl Edge {
             (Plan::ServeStaleAndRevalidate { start_fill }, fill) => {
                 let obj = stored.expect("stale implies stored");
                 if let (true, Some(f)) = (start_fill, fill) {
-                    self.spawn_fill(&key, &f, Some(obj.clone()), true);
+                    self.spawn_fill(&key, &f, Some(obj.clone()), true, token);
                 }
                 self.serve_object(req, &obj, CacheStatus::StaleHit, now, access)
             }
@@ -282,7 +294,7 @@ impl Edge {
                     .await
             }
             (Plan::Fetch { revalidate }, Some(f)) => {
-                self.spawn_fill(&key, &f, if revalidate { stored } else { None }, true);
+                self.spawn_fill(&key, &f, if revalidate { stored } else { None }, true, token);
                 let status = if revalidate {
                     CacheStatus::Revalidated
                 } else {
@@ -291,7 +303,7 @@ impl Edge {
                 self.serve_fill(req, &key, f, true, status, access).await
             }
             (Plan::Pass, Some(f)) => {
-                self.spawn_fill(&key, &f, None, false);
+                self.spawn_fill(&key, &f, None, false, token);
                 self.serve_fill(req, &key, f, true, CacheStatus::Pass, access).await
             }
             _ => error(
@@ -303,7 +315,10 @@ impl Edge {
     }
 
     /// Verify a request's playback token against the normalized path and
-    /// the connection's peer; the outcome goes into the access record.
+    /// the connection's peer; the outcome goes into the access record. A
+    /// peer in `token.forwarders` is a child edge forwarding its player's
+    /// token: everything but the client network is checked (the child
+    /// checked that against the player; here the peer is the child).
     fn check_token(
         &self,
         token: Option<&str>,
@@ -313,16 +328,29 @@ impl Edge {
         access: &mut AccessRecord,
     ) -> Result<(), TokenError> {
         let now = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let result = token.ok_or(TokenError::Missing).and_then(|t| {
+        let verify = |t: &str, ip| {
             token::verify_with_skew(
                 &self.cfg.token.keys,
                 t,
                 path,
-                peer.ip(),
+                ip,
                 now,
                 self.cfg.token.clock_skew.as_secs(),
             )
-        });
+        };
+        let result = token
+            .ok_or(TokenError::Missing)
+            .and_then(|t| match verify(t, peer.ip()) {
+                // The network claim is checked last, so all else verified:
+                // check again from inside the token's own network.
+                Err(TokenError::WrongNetwork { network, .. }) if self.is_forwarder(peer) => {
+                    match network_address(&network) {
+                        Some(ip) => verify(t, ip),
+                        None => Err(TokenError::Malformed("catnip is not a network".into())),
+                    }
+                }
+                other => other,
+            });
         match result {
             Ok(grant) => {
                 access.token = "ok";
@@ -334,6 +362,15 @@ impl Edge {
                 Err(e)
             }
         }
+    }
+
+    fn is_forwarder(&self, peer: SocketAddr) -> bool {
+        let ip = peer.ip();
+        self.cfg
+            .token
+            .forwarders
+            .iter()
+            .any(|c| crate::config::cidr_contains(c, ip))
     }
 
     fn serve_object(
@@ -380,7 +417,8 @@ impl Edge {
         if !follower_may_use(owner, &head) {
             // A private answer is not ours to share: fetch alone.
             let own = Fill::new();
-            self.spawn_fill(key, &own, None, false);
+            // Its own fetch carries its own (verified) token.
+            self.spawn_fill(key, &own, None, false, token_of(req).0);
             return Box::pin(self.serve_fill(req, key, own, true, CacheStatus::Pass, access)).await;
         }
         let status = if fill.is_stale_on_error() {
@@ -508,6 +546,21 @@ impl Edge {
             }
         }
     }
+}
+
+/// The request's playback token, if any, and its path without a
+/// `/t/<token>` prefix (a suffix of the request path).
+fn token_of(req: &RequestHead) -> (Option<&str>, std::borrow::Cow<'_, str>) {
+    token::extract(
+        req.uri.path(),
+        req.uri.query(),
+        req.headers.get(token::HEADER).and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// An address inside a token's client network (`addr/len` or `addr`).
+fn network_address(network: &str) -> Option<std::net::IpAddr> {
+    network.split('/').next()?.parse().ok()
 }
 
 fn error(status: StatusCode, msg: &str, mut headers: HeaderMap) -> (StatusCode, HeaderMap, EdgeBody) {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 use tokio::sync::Notify;
 
 use crate::cache::lock::{HeadStep, ReadStep};
@@ -153,6 +153,33 @@ fn retryable(status: StatusCode) -> bool {
     matches!(status.as_u16(), 502..=504)
 }
 
+/// An answer to a fill that carried a forwarded token which means the
+/// upstream refused the token (a parent edge's 401/403), not the object.
+fn refuses_token(status: StatusCode) -> bool {
+    matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+}
+
+/// The failure for a refused forwarded token: the status and the start of
+/// the upstream's explanation (a parent edge says why in one text line).
+async fn token_refused(up: &crate::upstream::Upstream, resp: &mut http::Response<hyper::body::Incoming>) -> FetchError {
+    const MAX: usize = 200;
+    let why = match up.next_chunk(resp.body_mut()).await {
+        Ok(Some(b)) => String::from_utf8_lossy(&b[..b.len().min(MAX)])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        _ => String::new(),
+    };
+    let status = resp.status();
+    FetchError::TokenRefused(if why.is_empty() {
+        format!("{status}")
+    } else {
+        format!("{status}: {why}")
+    })
+}
+
 /// Ends a fill however its task ends (normally, by error, or by a panic):
 /// waiters learn of a failure instead of waiting forever, and a registered
 /// fill leaves the in-flight map.
@@ -176,8 +203,18 @@ impl Drop for FillGuard {
 
 /// Run a fill to its end. `stale` is the stored copy being revalidated,
 /// if any; `store` says whether the result may enter the cache (false for
-/// a pass-through fetch, which is also not in the in-flight map).
-pub async fn run(edge: Arc<Edge>, key: CacheKey, fill: Arc<Fill>, stale: Option<Arc<CachedObject>>, store: bool) {
+/// a pass-through fetch, which is also not in the in-flight map). `token`
+/// is the verified playback token of the request that started the fill,
+/// captured when it started, when `upstream.forward_token` is on: every
+/// attempt sends it, and requests joining the fill share it.
+pub async fn run(
+    edge: Arc<Edge>,
+    key: CacheKey,
+    fill: Arc<Fill>,
+    stale: Option<Arc<CachedObject>>,
+    store: bool,
+    token: Option<HeaderValue>,
+) {
     edge.metrics.fills_in_flight.inc();
     let guard = FillGuard {
         edge,
@@ -185,7 +222,15 @@ pub async fn run(edge: Arc<Edge>, key: CacheKey, fill: Arc<Fill>, stale: Option<
         fill,
         registered: store,
     };
-    let outcome = fetch(&guard.edge, &guard.key, &guard.fill, stale.as_deref(), store).await;
+    let outcome = fetch(
+        &guard.edge,
+        &guard.key,
+        &guard.fill,
+        stale.as_deref(),
+        store,
+        token.as_ref(),
+    )
+    .await;
     guard
         .edge
         .metrics
@@ -203,6 +248,7 @@ async fn fetch(
     fill: &Arc<Fill>,
     stale: Option<&CachedObject>,
     store: bool,
+    token: Option<&HeaderValue>,
 ) -> Result<(), FetchError> {
     let up = &edge.upstream;
     let validators = stale.map(|s| Validators {
@@ -211,7 +257,7 @@ async fn fetch(
     });
     let mut attempt = 0;
     let resp = loop {
-        let r = up.get(key.as_str(), validators.as_ref(), attempt).await;
+        let r = up.get(key.as_str(), validators.as_ref(), token, attempt).await;
         let retry = match &r {
             Ok(resp) => retryable(resp.status()),
             Err(_) => true,
@@ -228,6 +274,10 @@ async fn fetch(
             continue;
         }
         break r;
+    };
+    let resp = match resp {
+        Ok(mut r) if token.is_some() && refuses_token(r.status()) => Err(token_refused(up, &mut r).await),
+        other => other,
     };
     let now = SystemTime::now();
     let mut resp = match resp {

@@ -77,11 +77,14 @@ impl Upstream {
     }
 
     /// Send one GET for `target` (a normalized path and query) to the
-    /// upstream chosen by `attempt` and wait for the response head.
+    /// upstream chosen by `attempt` and wait for the response head. `token`
+    /// is a forwarded playback token (`upstream.forward_token`), sent in
+    /// the `CTA-Common-Access-Token` header, never in the target.
     pub async fn get(
         &self,
         target: &str,
         validators: Option<&Validators>,
+        token: Option<&HeaderValue>,
         attempt: u32,
     ) -> Result<Response<Incoming>, FetchError> {
         let (scheme, authority) = &self.bases[attempt as usize % self.bases.len()];
@@ -95,6 +98,9 @@ impl Upstream {
             .method(Method::GET)
             .uri(uri)
             .header(header::USER_AGENT, self.user_agent.clone());
+        if let Some(t) = token {
+            req = req.header(outpost_proto::token::HEADER, t.clone());
+        }
         if let Some(v) = validators {
             if let Some(e) = v.etag.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
                 req = req.header(header::IF_NONE_MATCH, e);

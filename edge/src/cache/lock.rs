@@ -29,6 +29,11 @@ pub enum FetchError {
     /// connection if bytes were already sent.
     #[error("upstream body truncated at {received} of {expected} bytes")]
     Truncated { received: u64, expected: u64 },
+    /// The upstream (a parent edge) answered 401/403 to a fill that carried
+    /// the forwarded playback token this edge had accepted: the tiers'
+    /// token keys or clocks disagree, which is not the player's fault. 502.
+    #[error("upstream refused the forwarded playback token: {0}")]
+    TokenRefused(String),
 }
 
 impl FetchError {
@@ -47,6 +52,7 @@ impl FetchError {
             FetchError::Timeout(_) => "timeout",
             FetchError::Upstream(_) => "upstream",
             FetchError::Truncated { .. } => "truncated",
+            FetchError::TokenRefused(_) => "token-refused",
         }
     }
 }
