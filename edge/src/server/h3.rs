@@ -38,11 +38,9 @@ pub fn endpoint(addr: SocketAddr, tls: rustls::ServerConfig, cfg: &Http3Config) 
     let _ = socket.set_send_buffer_size(cfg.udp_buffer as usize);
     socket.bind(&addr.into()).map_err(bind)?;
     socket.set_nonblocking(true).map_err(bind)?;
-    tracing::info!(
-        recv_buffer = socket.recv_buffer_size().unwrap_or(0),
-        send_buffer = socket.send_buffer_size().unwrap_or(0),
-        "UDP socket buffers (raise net.core.rmem_max/wmem_max if smaller than http3.udp_buffer)"
-    );
+    let recv = socket.recv_buffer_size().map(|n| n as u64);
+    let send = socket.send_buffer_size().map(|n| n as u64);
+    log_udp_buffers(cfg.udp_buffer, recv, send);
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| H3Error::Tls(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = TransportConfig::default();
@@ -62,6 +60,73 @@ pub fn endpoint(addr: SocketAddr, tls: rustls::ServerConfig, cfg: &Http3Config) 
         Arc::new(quinn::TokioRuntime),
     )
     .map_err(bind)
+}
+
+/// Whether the kernel reports a socket buffer doubled: Linux keeps twice
+/// the size asked for (the extra half is its bookkeeping allowance, see
+/// socket(7)) and getsockopt returns that doubled value.
+const KERNEL_DOUBLES_BUFFERS: bool = cfg!(target_os = "linux");
+
+/// What the kernel granted for one UDP socket buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferGrant {
+    /// The usable size in bytes (what was granted of the request: the
+    /// reported value, halved where the kernel doubles it).
+    pub effective: u64,
+    /// The kernel gave less than requested (capped at its maximum).
+    pub capped: bool,
+}
+
+/// Judge one buffer from the size asked for (`requested`, bytes) and what
+/// getsockopt then `reported`; `doubled` is the kernel's convention (on
+/// Linux SO_RCVBUF/SO_SNDBUF read back as 2x the size granted, so a request
+/// capped at rmem_max = 4 MiB reads 8 MiB and only 2x requested means the
+/// whole request was granted). Pure.
+pub fn buffer_grant(requested: u64, reported: u64, doubled: bool) -> BufferGrant {
+    let effective = if doubled { reported / 2 } else { reported };
+    BufferGrant {
+        effective,
+        capped: effective < requested,
+    }
+}
+
+/// Log what the UDP socket got: the effective sizes, and a warning naming
+/// the sysctl and the value to set for each buffer the kernel capped.
+fn log_udp_buffers(requested: u64, recv: std::io::Result<u64>, send: std::io::Result<u64>) {
+    let mut effective = [0u64; 2];
+    for (i, (what, sysctl, reported)) in [
+        ("receive", "net.core.rmem_max", recv),
+        ("send", "net.core.wmem_max", send),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let reported = match reported {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read back the UDP {what} buffer size");
+                continue;
+            }
+        };
+        let grant = buffer_grant(requested, reported, KERNEL_DOUBLES_BUFFERS);
+        effective[i] = grant.effective;
+        if grant.capped {
+            tracing::warn!(
+                requested,
+                granted = grant.effective,
+                "the kernel capped the UDP {what} buffer at {} of the {requested} bytes asked for \
+                 (http3.udp_buffer); HTTP/3 will drop packets under load: set `sysctl -w {sysctl}={requested}` \
+                 (configs/sysctl/90-outpost-udp.conf) and restart the edge",
+                grant.effective,
+            );
+        }
+    }
+    tracing::info!(
+        recv_buffer = effective[0],
+        send_buffer = effective[1],
+        requested,
+        "UDP socket buffers (effective bytes; Linux reports twice these)"
+    );
 }
 
 /// Accept QUIC connections until shutdown, then let in-flight requests
@@ -205,4 +270,50 @@ async fn request(
         while let Ok(Some(_)) = stream.recv_data().await {}
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn linux_reports_twice_the_granted_size() {
+        // Granted in full: 8 MiB asked, 16 MiB read back.
+        assert_eq!(
+            buffer_grant(8 * MIB, 16 * MIB, true),
+            BufferGrant {
+                effective: 8 * MIB,
+                capped: false
+            }
+        );
+        // rmem_max = 4 MiB: 8 MiB read back looks like success but is not.
+        assert_eq!(
+            buffer_grant(8 * MIB, 8 * MIB, true),
+            BufferGrant {
+                effective: 4 * MIB,
+                capped: true
+            }
+        );
+        // The common default (rmem_max = 212992).
+        assert_eq!(buffer_grant(8 * MIB, 2 * 212_992, true).effective, 212_992);
+        assert!(buffer_grant(8 * MIB, 2 * 212_992, true).capped);
+        // A small request the kernel raised to its minimum is not capped.
+        assert!(!buffer_grant(1024, 4608, true).capped);
+    }
+
+    #[test]
+    fn kernels_that_report_what_they_granted() {
+        assert_eq!(
+            buffer_grant(8 * MIB, 8 * MIB, false),
+            BufferGrant {
+                effective: 8 * MIB,
+                capped: false
+            }
+        );
+        assert!(buffer_grant(8 * MIB, 4 * MIB, false).capped);
+        assert_eq!(buffer_grant(8 * MIB, 0, false).effective, 0);
+        assert!(buffer_grant(8 * MIB, 0, true).capped, "nothing read back is capped");
+    }
 }
