@@ -130,6 +130,8 @@ type ClientT = hyper_util::client::legacy::Client<
     http_body_util::Full<bytes::Bytes>,
 >;
 
+const BACKEND_KEY: &str = "backend-key-0123456789";
+
 fn ids(v: &Value) -> Vec<String> {
     v["edges"].as_array().map_or(vec![], |a| {
         a.iter().map(|e| e["id"].as_str().unwrap_or("").to_string()).collect()
@@ -142,7 +144,8 @@ async fn clients_get_their_isp_edge_first_and_a_killed_edge_leaves_the_answers()
     std::fs::create_dir_all(&geo)?;
     write_geo_dbs(&geo)?;
     let steering_extra = format!(
-        "[geo]\ncity_db = \"{}\"\nasn_db = \"{}\"\n[entitlement]\nopen = true\n[catalog.synthetic]\ntitles = 4\n",
+        "[geo]\ncity_db = \"{}\"\nasn_db = \"{}\"\n[entitlement]\nopen = true\n\
+         api_keys = [{{ id = \"backend\", secret = \"{BACKEND_KEY}\" }}]\n[catalog.synthetic]\ntitles = 4\n",
         geo.join("city.mmdb").display(),
         geo.join("asn.mmdb").display()
     );
@@ -179,6 +182,65 @@ async fn clients_get_their_isp_edge_first_and_a_killed_edge_leaves_the_answers()
     let (_, v) = w.play("127.76.4.5", "t0001", &[]).await?;
     assert_eq!(ids(&v), ["edge-b", "edge-a", "edge-c"], "{v}");
     assert_eq!(v["edges"][0]["reason"], "geo");
+
+    // GET /v1/steer: the same ranking as JSON, no session or token; the
+    // client is the peer, or `client=` from a backend with an API key.
+    let steer = |q: &str| format!("{}/v1/steer?{q}", w.steering);
+    let (status, v) = get_json(&w, "127.76.2.5", &steer("title=t0001")).await?;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(ids(&v), ["edge-b", "edge-a", "edge-c"], "{v}");
+    assert_eq!(
+        (v["edges"][0]["reason"].as_str(), v["client"]["ip"].as_str()),
+        (Some("isp"), Some("127.76.2.5"))
+    );
+    assert!(
+        v["edges"][0]["url"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("https://127.75.1.2:"),
+        "{v}"
+    );
+    assert!(!v.to_string().contains("/t/"), "no token in a steer answer: {v}");
+    let backend = [("authorization", format!("Bearer {BACKEND_KEY}"))];
+    let backend: Vec<(&str, &str)> = backend.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, body) = send(
+        &w.client("127.76.2.5")?,
+        Method::GET,
+        &steer("title=t0001&client=127.76.1.9"),
+        &backend,
+        b"",
+    )
+    .await?;
+    let v: Value = serde_json::from_slice(&body)?;
+    assert_eq!((status, v["edges"][0]["id"].as_str()), (200, Some("edge-a")), "{v}");
+    for (q, auth, want, reason) in [
+        ("title=t0001&client=127.76.1.9", None, 400, "bad-request"),
+        (
+            "title=t0001&client=not-an-ip",
+            Some(backend.clone()),
+            400,
+            "bad-request",
+        ),
+        ("title=nope", None, 404, "unknown-title"),
+        ("client=127.76.1.9", None, 400, "bad-request"),
+        (
+            "title=t0001",
+            Some(vec![("authorization", "Bearer wrong-key-0123456789")]),
+            401,
+            "entitlement",
+        ),
+    ] {
+        let (status, body) = send(
+            &w.client("127.76.2.5")?,
+            Method::GET,
+            &steer(q),
+            auth.as_deref().unwrap_or(&[]),
+            b"",
+        )
+        .await?;
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        assert_eq!((status, v["error"].as_str()), (want, Some(reason)), "{q}: {v}");
+    }
 
     // A session made before the kill; its steering manifest will move edge-a last.
     let (_, session) = w.play("127.76.1.5", "t0001", &[]).await?;

@@ -1,4 +1,5 @@
-//! The HTTPS shell: `POST /v1/play`, per-session manifests
+//! The HTTPS shell: `POST /v1/play`, `GET /v1/steer` (ranked edges for a
+//! playback service: no session, no token), per-session manifests
 //! (`/v1/session/{id}/master.m3u8`, `/manifest.mpd`), steering manifests
 //! (`/v1/steering/{id}`), `/v1/edges`, and at `/` the web page for
 //! browsers (`Accept: text/html`) or a text view for everyone else (also at
@@ -123,6 +124,7 @@ pub async fn handle(s: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) ->
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
         (Method::POST, ["v1", "play"]) => play(&s, req, peer).await,
+        (Method::GET, ["v1", "steer"]) => steer(&s, &req, peer),
         (Method::GET, ["v1", "session", sid, file]) => session_manifest(&s, sid, file).await,
         (Method::GET, ["v1", "steering", sid]) => steering(&s, sid, req.uri().query()),
         (Method::GET, ["v1", "edges"]) => json(StatusCode::OK, &*s.edges.views()),
@@ -143,6 +145,7 @@ pub async fn handle(s: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) ->
         (Method::GET, ["status.txt"]) => text("text/plain; charset=utf-8", overview(&s)),
         (Method::GET, ["assets", name]) => page::asset(&s.cfg.page, name).await,
         (_, ["v1", "play"]) => error(StatusCode::METHOD_NOT_ALLOWED, "method", "use POST"),
+        (_, ["v1", "steer"]) => error(StatusCode::METHOD_NOT_ALLOWED, "method", "use GET"),
         (_, ["v1", ..]) | (_, [""]) | (_, ["status.txt"]) | (_, ["assets", _]) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method", "use GET")
         }
@@ -277,6 +280,21 @@ impl Shared {
         token::issue(&self.keys[0], &grant, unix_now())
     }
 
+    /// The calling backend's API key id (`Authorization: Bearer`), `None`
+    /// without one, or the 401 for an unknown key.
+    fn backend(&self, headers: &HeaderMap) -> Result<Option<String>, Response<Body>> {
+        let Some(key) = bearer(headers) else {
+            return Ok(None);
+        };
+        self.cfg
+            .entitlement
+            .api_keys
+            .iter()
+            .find(|k| constant_time_eq(&k.secret, key.as_bytes()))
+            .map(|k| Some(k.id.clone()))
+            .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "entitlement", "unknown API key"))
+    }
+
     fn session_urls(&self, sid: &str) -> (String, String, String) {
         (
             format!("{}/v1/session/{sid}/master.m3u8", self.public),
@@ -309,19 +327,12 @@ async fn play(s: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Response<
     };
     // Who is asking: a backend with an API key, a subscriber, or (demo) anyone.
     let ent = &s.cfg.entitlement;
-    let backend = match bearer(&parts.headers) {
-        Some(key) => match ent
-            .api_keys
-            .iter()
-            .find(|k| constant_time_eq(&k.secret, key.as_bytes()))
-        {
-            Some(k) => Some(k.id.clone()),
-            None => {
-                outcome("entitlement");
-                return error(StatusCode::UNAUTHORIZED, "entitlement", "unknown API key");
-            }
-        },
-        None => None,
+    let backend = match s.backend(&parts.headers) {
+        Ok(b) => b,
+        Err(resp) => {
+            outcome("entitlement");
+            return resp;
+        }
     };
     let subscriber_token = play
         .subscriber_token
@@ -418,6 +429,131 @@ async fn play(s: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Response<
             steering,
         },
     )
+}
+
+/// One edge of a `/v1/steer` answer.
+#[derive(Serialize)]
+struct SteerEdge {
+    id: String,
+    site: String,
+    reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    distance_km: Option<f64>,
+    /// The edge's base URL players use (no token: `/v1/play` signs).
+    url: String,
+}
+
+#[derive(Serialize)]
+struct SteerAnswer {
+    title: String,
+    client: ClientAnswer,
+    edges: Vec<SteerEdge>,
+}
+
+/// `GET /v1/steer?title=ID[&client=IP]`: the ranked edges for a title and
+/// a client, as a playback service asks for them — no session, no token,
+/// no entitlement check (`/v1/play` does those). The client is the socket
+/// peer (or the trusted proxies' `X-Forwarded-For`); `client=` is taken
+/// only from a backend with an API key.
+fn steer(s: &Shared, req: &Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let outcome = |o: &str| s.metrics.play.with_label_values(&[o]).inc();
+    let mut title = None;
+    let mut client = None;
+    for (k, v) in url_query(req.uri().query()) {
+        match k.as_str() {
+            "title" => title = Some(v),
+            "client" => client = Some(v),
+            _ => {}
+        }
+    }
+    let Some(title) = title.filter(|t| !t.is_empty()) else {
+        outcome("bad-request");
+        return error(StatusCode::BAD_REQUEST, "bad-request", "title= is required");
+    };
+    let backend = match s.backend(req.headers()) {
+        Ok(b) => b,
+        Err(resp) => {
+            outcome("entitlement");
+            return resp;
+        }
+    };
+    let ip = match client {
+        None => s.client_ip(peer, req.headers()),
+        Some(_) if backend.is_none() => {
+            outcome("bad-request");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "client= may only be given by an authenticated backend",
+            );
+        }
+        Some(c) => match c.parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => {
+                outcome("bad-request");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad-request",
+                    format!("client={c}: not an IP address"),
+                );
+            }
+        },
+    };
+    let Some(title) = s.cfg.catalog.title(&title) else {
+        let r = Refusal::UnknownTitle(title);
+        outcome(r.as_str());
+        return refusal(&r);
+    };
+    let (loc, edges, ranked) = s.decide(ip, &title.id);
+    if ranked.is_empty() {
+        outcome("no-edge");
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no-edge", "no healthy edge is known");
+    }
+    outcome("steer");
+    json(
+        StatusCode::OK,
+        &SteerAnswer {
+            title: title.id.clone(),
+            client: ClientAnswer {
+                ip,
+                source: loc.source.as_str(),
+                country: loc.country,
+                asn: loc.asn,
+                site: loc.site,
+            },
+            edges: ranked
+                .iter()
+                .map(|r| {
+                    let e = &edges[r.index];
+                    SteerEdge {
+                        id: e.id.clone(),
+                        site: e.site.clone(),
+                        reason: r.reason.as_str(),
+                        distance_km: r.distance_km.map(|d| d.round()),
+                        url: e.url.clone(),
+                    }
+                })
+                .collect(),
+        },
+    )
+}
+
+/// `k=v` pairs of a query, percent-decoded (`+` is a space).
+fn url_query(query: Option<&str>) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
 }
 
 impl Shared {
