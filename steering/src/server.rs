@@ -281,8 +281,8 @@ impl Shared {
     }
 
     /// The calling backend's API key id (`Authorization: Bearer`), `None`
-    /// without one, or the 401 for an unknown key.
-    fn backend(&self, headers: &HeaderMap) -> Result<Option<String>, Response<Body>> {
+    /// without one, or `Err` for an unknown key (answered with [`unknown_key`]).
+    fn backend(&self, headers: &HeaderMap) -> Result<Option<String>, UnknownKey> {
         let Some(key) = bearer(headers) else {
             return Ok(None);
         };
@@ -292,7 +292,7 @@ impl Shared {
             .iter()
             .find(|k| constant_time_eq(&k.secret, key.as_bytes()))
             .map(|k| Some(k.id.clone()))
-            .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "entitlement", "unknown API key"))
+            .ok_or(UnknownKey)
     }
 
     fn session_urls(&self, sid: &str) -> (String, String, String) {
@@ -329,9 +329,9 @@ async fn play(s: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Response<
     let ent = &s.cfg.entitlement;
     let backend = match s.backend(&parts.headers) {
         Ok(b) => b,
-        Err(resp) => {
+        Err(UnknownKey) => {
             outcome("entitlement");
-            return resp;
+            return unknown_key();
         }
     };
     let subscriber_token = play
@@ -431,6 +431,13 @@ async fn play(s: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Response<
     )
 }
 
+/// An `Authorization: Bearer` key that is not one of `[entitlement] api_keys`.
+struct UnknownKey;
+
+fn unknown_key() -> Response<Body> {
+    error(StatusCode::UNAUTHORIZED, "entitlement", "unknown API key")
+}
+
 /// One edge of a `/v1/steer` answer.
 #[derive(Serialize)]
 struct SteerEdge {
@@ -472,9 +479,9 @@ fn steer(s: &Shared, req: &Request<Incoming>, peer: SocketAddr) -> Response<Body
     };
     let backend = match s.backend(req.headers()) {
         Ok(b) => b,
-        Err(resp) => {
+        Err(UnknownKey) => {
             outcome("entitlement");
-            return resp;
+            return unknown_key();
         }
     };
     let ip = match client {
