@@ -85,8 +85,17 @@ fn main() -> std::process::ExitCode {
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            // `{:#}` prints the whole cause chain on one line: file, key, reason.
-            eprintln!("error: {e:#}");
+            // The whole cause chain on one line (file, key, reason), each
+            // cause once even where an error repeats its source's text.
+            let mut message = String::new();
+            for cause in e.chain() {
+                if message.is_empty() {
+                    message = cause.to_string();
+                } else {
+                    outpost_svc::push_cause(&mut message, &cause.to_string());
+                }
+            }
+            eprintln!("error: {message}");
             std::process::ExitCode::FAILURE
         }
     }

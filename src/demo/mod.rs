@@ -57,7 +57,7 @@ pub async fn run(state_dir: &Path) -> Result<()> {
     let control = tokio::net::TcpListener::bind(CONTROL)
         .await
         .with_context(|| format!("binding the demo's control API on {CONTROL} (is another program using it?)"))?;
-    std::fs::write(&lock, std::process::id().to_string())?;
+    std::fs::write(&lock, std::process::id().to_string()).with_context(|| format!("writing {}", lock.display()))?;
     let result = run_locked(layout, control).await;
     let _ = std::fs::remove_file(&lock);
     result
@@ -315,6 +315,12 @@ fn print_summary(l: &Layout, real_title: bool, page: bool, took: Duration) -> Re
     let title = if real_title { topology::TITLE_ID } else { "t0001" };
     s += "\nTry:\n";
     s += &format!(
+        "  (this machine, {}, is a {} subscriber by the prefix map: the page plays from {} first)\n",
+        topology::BROWSER_NETWORK,
+        a.isp,
+        a.edge_id
+    );
+    s += &format!(
         "  # play as a client of {} ({}): ranked edges, tokens, steering URL\n  curl --cacert {ca} --interface 127.2.0.10 -s https://{STEERING}/v1/play -d '{{\"title\":\"{title}\"}}'\n",
         b.isp, b.clients
     );
@@ -327,7 +333,7 @@ fn print_summary(l: &Layout, real_title: bool, page: bool, took: Duration) -> Re
             topology::EDGE_PORT
         );
         s += &format!(
-            "  python3 tests/interop/h3get.py --ca {ca} {} {} /t/{tok}/vod/demo/hls/540p/seg00001.m4s > seg.m4s\n",
+            "  pip install aioquic; python3 tests/interop/h3get.py --ca {ca} {} {} /t/{tok}/vod/demo/hls/540p/seg00001.m4s seg.m4s\n",
             a.edge_ip,
             topology::EDGE_PORT
         );

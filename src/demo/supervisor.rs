@@ -40,6 +40,9 @@ pub struct Supervisor {
     procs: Mutex<BTreeMap<String, Proc>>,
     /// Start order, for stopping in reverse.
     order: std::sync::Mutex<Vec<String>>,
+    /// Each log's length when its process last started: what it printed
+    /// since is this run's.
+    log_offsets: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Supervisor {
@@ -49,13 +52,19 @@ impl Supervisor {
             layout,
             procs: Mutex::new(BTreeMap::new()),
             order: Default::default(),
+            log_offsets: Default::default(),
         }))
     }
 
     fn spawn_child(&self, svc: &Service) -> Result<Child> {
+        let log_path = self.log_path(&svc.name);
+        let offset = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
+        self.log_offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(svc.name.clone(), offset);
         let cfg = self.layout.config(&svc.name);
         std::fs::write(&cfg, &svc.config).with_context(|| format!("writing {}", cfg.display()))?;
-        let log_path = self.layout.logs().join(format!("{}.log", svc.name));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -144,8 +153,17 @@ impl Supervisor {
         self.layout.logs().join(format!("{name}.log"))
     }
 
+    /// The last lines this run of `name` logged.
     fn log_tail(&self, name: &str) -> String {
-        let text = std::fs::read_to_string(self.log_path(name)).unwrap_or_default();
+        let from = self
+            .log_offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .copied()
+            .unwrap_or(0);
+        let bytes = std::fs::read(self.log_path(name)).unwrap_or_default();
+        let text = String::from_utf8_lossy(bytes.get(from as usize..).unwrap_or_default());
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(15)..].join("\n")
     }
@@ -177,8 +195,9 @@ impl Supervisor {
         Ok(true)
     }
 
-    /// Start a stopped service again with its config.
-    pub async fn restart(&self, name: &str) -> Result<u32> {
+    /// Start a stopped service again with its config: its pid, and
+    /// whether it was running already (then nothing is started).
+    pub async fn restart(&self, name: &str) -> Result<(u32, bool)> {
         let (svc, admin) = {
             let mut procs = self.procs.lock().await;
             let Some(p) = procs.get_mut(name) else {
@@ -186,7 +205,7 @@ impl Supervisor {
             };
             if let Some(c) = p.child.as_mut() {
                 if matches!(c.try_wait(), Ok(None)) {
-                    return Ok(c.id().unwrap_or(0));
+                    return Ok((c.id().unwrap_or(0), true));
                 }
             }
             (p.svc.clone(), p.svc.admin.clone())
@@ -201,7 +220,7 @@ impl Supervisor {
             }
         }
         self.wait_ready(name, &admin).await?;
-        Ok(pid)
+        Ok((pid, false))
     }
 
     /// Services of one role: (name, running, pid).
@@ -351,9 +370,14 @@ async fn handle(sup: Arc<Supervisor>, req: Request<Incoming>) -> Response<Body> 
                     ),
                 },
                 "start" => match sup.restart(id).await {
-                    Ok(pid) => {
-                        eprintln!("demo: {id} started again (pid {pid})");
-                        reply(StatusCode::OK, json!({ "id": id, "running": true, "pid": pid }))
+                    Ok((pid, was_running)) => {
+                        if !was_running {
+                            eprintln!("demo: {id} started again (pid {pid})");
+                        }
+                        reply(
+                            StatusCode::OK,
+                            json!({ "id": id, "running": true, "pid": pid, "was_running": was_running }),
+                        )
                     }
                     Err(e) => reply(
                         StatusCode::INTERNAL_SERVER_ERROR,

@@ -27,6 +27,9 @@ pub const TOKEN_KEY_ID: &str = "demo-1";
 /// The real title encoded at first start (when ffmpeg is present).
 pub const TITLE_ID: &str = "demo";
 pub const TITLE_PATH: &str = "/vod/demo/";
+/// The machine's own address (the browser), mapped by the prefix map to
+/// the first ISP.
+pub const BROWSER_NETWORK: &str = "127.0.0.0/24";
 /// Synthetic titles (`t0000`..) for load: playlists and bytes, not media.
 pub const SYNTHETIC_TITLES: u32 = 100;
 
@@ -333,8 +336,20 @@ quiet = "3s"
 city_db = {city}
 asn_db = {asn}
 reload_interval = "5s"
-# Clients no database knows (the browser on 127.0.0.1) are placed in {fcity}.
+# Clients nothing else knows are placed in {fcity}.
 fallback = {{ country = "{fcountry}", lat = {flat}, lon = {flon} }}
+
+# The operator prefix map, checked before the databases: this machine's own
+# address (the browser on 127.0.0.1 that opens the page) is a {fisp}
+# subscriber, so the page shows ISP steering (edge {fedge} first).
+[[geo.prefixes]]
+cidr = "{BROWSER_NETWORK}"
+site = "{fsite}"
+asn = {fasn}
+isp = "{fisp}"
+country = "{fcountry}"
+lat = {flat}
+lon = {flon}
 
 [rank]
 k = 3
@@ -359,6 +374,10 @@ titles = {SYNTHETIC_TITLES}
         city = quoted(&l.geo().join("city.mmdb")),
         asn = quoted(&l.geo().join("asn.mmdb")),
         fcity = first.city,
+        fisp = first.isp,
+        fedge = first.edge_id,
+        fsite = first.site,
+        fasn = first.asn,
         fcountry = first.country,
         flat = first.lat,
         flon = first.lon,

@@ -24,9 +24,39 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
+        push_cause(&mut s, &inner.to_string());
         src = inner.source();
     }
     s
+}
+
+/// Append `": cause"` unless the message already ends with it (errors
+/// that print their source in their own message, as most here do).
+pub fn push_cause(message: &mut String, cause: &str) {
+    if !cause.is_empty() && !message.ends_with(cause) {
+        message.push_str(": ");
+        message.push_str(cause);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("config x.toml: cannot read: {source}")]
+    struct Repeats {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_is_printed_once() {
+        let e = Repeats {
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        };
+        assert_eq!(error_chain(&e), "config x.toml: cannot read: no such file");
+        let mut m = String::from("starting edge");
+        push_cause(&mut m, "no such file");
+        assert_eq!(m, "starting edge: no such file");
+    }
 }

@@ -94,6 +94,14 @@ function hostOf(url) {
   try { return new URL(url, location.href).host; } catch { return null; }
 }
 
+// URLs in messages: the edge's id for its host, the token cut.
+function shortUrls(text) {
+  return String(text).replace(/https?:\/\/[^\s/]+(\/t\/[^/\s]+)?(\/[^\s]*)?/g, (url, _tok, rest) => {
+    const edge = edgeOfUrl(url);
+    return `${edge || hostOf(url) || url}${(rest || '').replace(/^.*\/([^/]+\/[^/]+)$/, '…/$1')}`;
+  });
+}
+
 function edgeOfUrl(url) {
   const host = hostOf(url);
   return (host && state.hostToEdge.get(host)) || host || '?';
@@ -298,7 +306,7 @@ function startHls(url) {
     const where = d.url || (d.frag && d.frag.url) || (d.context && d.context.url) || '';
     let msg = `hls.js ${d.fatal ? 'fatal ' : ''}${d.type}/${d.details}`;
     if (where) msg += ` from ${edgeOfUrl(where)}`;
-    if (status !== undefined) msg += ` (status ${status}${status === 0 ? ': network, TLS trust or CORS' : ''})`;
+    if (status !== undefined) msg += ` (status ${status}${status === 0 ? ': no answer — the edge is down, or TLS trust / CORS' : ''})`;
     log(msg, d.fatal ? 'error' : 'warn');
     if (d.fatal && d.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
   });
@@ -369,7 +377,7 @@ function startDash(url) {
   });
   player.on(E.ERROR, (e) => {
     const err = e.error || {};
-    log(`dash.js error ${err.code || ''} ${err.message || e.event || ''}`.trim(), 'error');
+    log(`dash.js error ${err.code || ''} ${shortUrls(err.message || e.event || '')}`.trim(), 'error');
   });
   player.initialize(video, url, true);
   log(`dash.js: loading ${url.replace(/\/v1\/session\/[^/]+/, '/v1/session/…')}`);
