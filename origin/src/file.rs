@@ -11,7 +11,7 @@ use http::StatusCode;
 use crate::kind::{content_type, Kind};
 use crate::object::{file_etag, Object, Source};
 use crate::path::{self, RequestPath, Resolved};
-use crate::precondition::Validators;
+use outpost_proto::conditional::Validators;
 
 /// Playlists up to this size are read and classified; larger ones are
 /// streamed and count as live (the short cache lifetime).

@@ -36,8 +36,6 @@ mod kind;
 mod metrics;
 mod object;
 mod path;
-mod precondition;
-mod range;
 mod response;
 mod server;
 

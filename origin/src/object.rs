@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::catalog::{self, Catalog, Entry};
 use crate::kind::{content_type, CacheClass, Kind};
 use crate::path::RequestPath;
-use crate::precondition::Validators;
+use outpost_proto::conditional::Validators;
 
 /// Where the bytes of an object come from.
 #[derive(Debug)]

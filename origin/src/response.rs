@@ -2,15 +2,14 @@
 //! conditional requests, ranges, HEAD. Error replies too.
 
 use http::header::{
-    ACCEPT_RANGES, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED, RANGE,
+    ACCEPT_RANGES, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED,
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use outpost_proto::range::{self, Resolution};
 
 use crate::body::{self, ChunkStream};
 use crate::kind::CachePolicy;
 use crate::object::{Object, Source};
-use crate::precondition;
-use crate::range::{self, Resolution};
 
 /// What to answer, before it becomes a hyper response.
 pub struct Reply {
@@ -48,7 +47,7 @@ pub fn object(method: &Method, request: &HeaderMap, object: Object, cache: &Cach
     headers.insert(ETAG, value(validators.etag.clone()));
     headers.insert(CACHE_CONTROL, cache.value(cache_class).clone());
 
-    if precondition::not_modified(request, &validators) {
+    if validators.not_modified(request) {
         return Reply {
             status: StatusCode::NOT_MODIFIED,
             headers,
@@ -59,14 +58,12 @@ pub fn object(method: &Method, request: &HeaderMap, object: Object, cache: &Cach
 
     // Range applies to GET only (RFC 9110 §14.2), a single field line, and
     // only if `If-Range` holds.
-    let mut ranges = request.get_all(RANGE).iter();
-    let range_header = match (ranges.next(), ranges.next()) {
-        (Some(v), None) if *method == Method::GET && precondition::range_allowed(request, &validators) => {
-            v.to_str().ok()
-        }
-        _ => None,
+    let resolution = if *method == Method::GET {
+        range::evaluate(request, Some(&validators.etag), Some(validators.last_modified), len)
+    } else {
+        Resolution::Full
     };
-    let (status, first, count) = match range::evaluate(range_header, len) {
+    let (status, first, count) = match resolution {
         Resolution::Full => (StatusCode::OK, 0, len),
         Resolution::Partial(r) => {
             headers.insert(CONTENT_RANGE, value(r.content_range(len)));
@@ -111,10 +108,10 @@ mod tests {
     use super::*;
     use crate::config::CacheControlConfig;
     use crate::kind::CacheClass;
-    use crate::precondition::Validators;
     use bytes::Bytes;
     use futures_util::TryStreamExt;
-    use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE};
+    use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, RANGE};
+    use outpost_proto::conditional::Validators;
     use std::time::{Duration, UNIX_EPOCH};
 
     const LM: &str = "Tue, 14 Nov 2023 22:13:20 GMT";
