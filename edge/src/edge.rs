@@ -13,14 +13,15 @@ use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use outpost_proto::token::{self, TokenError};
 
 use crate::cache::lock::{follower_may_use, plan};
-use crate::cache::range::{self, RangeRequest, Resolved};
 use crate::cache::{
-    conditional, Age, CacheKey, CacheStatus, CachedObject, FetchError, Heuristic, MemoryTier, ObjectHead, Outcome, Plan,
+    Age, CacheKey, CacheStatus, CachedObject, FetchError, Heuristic, MemoryTier, ObjectHead, Outcome, Plan,
 };
 use crate::config::EdgeConfig;
 use crate::fill::{self, Fill, FillBody};
 use crate::metrics::Metrics;
 use crate::upstream::Upstream;
+use outpost_proto::conditional;
+use outpost_proto::range::{self, Resolution};
 
 /// The client protocol, a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -496,43 +497,38 @@ impl Edge {
             );
         };
         // Range is defined for GET only (RFC 9110 §14.2): HEAD gets the 200 head.
-        let range_header = if is_head { None } else { req.headers.get(header::RANGE) };
-        let wanted = match range::parse(range_header) {
-            RangeRequest::Single(spec)
-                if range::if_range_allows(
-                    req.headers.get(header::IF_RANGE),
-                    head.etag.as_deref(),
-                    head.last_modified,
-                ) =>
-            {
-                Some(range::resolve(spec, len))
-            }
-            _ => None,
+        let wanted = if is_head {
+            Resolution::Full
+        } else {
+            range::evaluate(&req.headers, head.etag.as_deref(), head.last_modified, len)
         };
         match wanted {
-            Some(Resolved::Unsatisfiable) => {
+            Resolution::Unsatisfiable => {
                 headers.insert(
                     header::CONTENT_RANGE,
-                    HeaderValue::from_str(&format!("bytes */{len}")).expect("ascii"),
+                    HeaderValue::from_str(&range::unsatisfied_content_range(len)).expect("ascii"),
                 );
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
                 headers.remove(header::CONTENT_TYPE);
                 (StatusCode::RANGE_NOT_SATISFIABLE, headers, EdgeBody::Empty)
             }
-            Some(Resolved::Partial { start, end }) => {
-                let n = end - start + 1;
+            Resolution::Partial(r) => {
                 headers.insert(
                     header::CONTENT_RANGE,
-                    HeaderValue::from_str(&range::content_range(start, end, len)).expect("ascii"),
+                    HeaderValue::from_str(&range::content_range(r.first, r.last, len)).expect("ascii"),
                 );
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(r.len()));
                 (
                     StatusCode::PARTIAL_CONTENT,
                     headers,
-                    if is_head { EdgeBody::Empty } else { slice(start, n) },
+                    if is_head {
+                        EdgeBody::Empty
+                    } else {
+                        slice(r.first, r.len())
+                    },
                 )
             }
-            None => {
+            Resolution::Full => {
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
                 (
                     StatusCode::OK,
