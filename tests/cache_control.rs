@@ -167,7 +167,9 @@ async fn three_edges_two_replicas_kill_restart_and_replica_rebuild() -> Result<(
         .await?;
     }
 
-    // kill -9 edge-b: both replicas mark it down within 3 intervals.
+    // kill -9 edge-b: both replicas mark it down within 3 intervals (by
+    // whichever rule comes first: at this short interval the silence rule
+    // and the closed connection's deadline, 1 interval + 500 ms, are close).
     procs[1].kill9();
     let killed = Instant::now();
     for w in &mut watchers {
@@ -185,7 +187,8 @@ async fn three_edges_two_replicas_kill_restart_and_replica_rebuild() -> Result<(
     assert!(took <= limit, "down after {took:?}, limit {limit:?}");
     for w in &mut watchers {
         let v = w.rx.borrow().clone();
-        assert_eq!(v.edges["edge-b"].reasons, ["missed-reports"]);
+        let why = &v.edges["edge-b"].reasons;
+        assert!(why == &["missed-reports"] || why == &["connection-lost"], "{why:?}");
         assert_eq!(state(&v, "edge-a"), Some(EdgeState::Up));
         assert_eq!(state(&v, "edge-c"), Some(EdgeState::Up));
     }
@@ -197,6 +200,7 @@ async fn three_edges_two_replicas_kill_restart_and_replica_rebuild() -> Result<(
             "{m}"
         );
         assert_eq!(metric_sum(&m, "outpost_cc_edges", &["state=\"down\""]), 1.0);
+        assert_eq!(metric_sum(&m, "outpost_cc_down_total", &[]), 1.0, "{m}");
     }
 
     // Restart edge-b: it is readmitted only with its third good report.
@@ -241,6 +245,163 @@ async fn three_edges_two_replicas_kill_restart_and_replica_rebuild() -> Result<(
     // The other replica never noticed.
     let v = watchers[0].rx.borrow().clone();
     assert!(edges.iter().all(|e| state(&v, e) == Some(EdgeState::Up)));
+    Ok(())
+}
+
+/// The shipped liveness config: 1 s reports, down after 3 s of silence or
+/// 1 s + 500 ms after the report connection closed.
+const SHIPPED_LIVENESS: &str = "[liveness]\nreport_interval = \"1s\"\nconnection_grace = \"500ms\"";
+
+/// An origin (`net`.20) and a replica `cc` (`net`.10, knowing `edge-a`)
+/// with [`SHIPPED_LIVENESS`]: (dir, origin, replica).
+async fn origin_and_replica(name: &str, net: &str) -> Result<(std::path::PathBuf, Service, Service)> {
+    let dir = test_dir(name);
+    let origin = start_origin(&dir, &format!("{net}.20"), "").await?;
+    let cc = start_cache_control(&dir, "cc", &format!("{net}.10"), &["edge-a"], SHIPPED_LIVENESS).await?;
+    Ok((dir, origin, cc))
+}
+
+/// At the shipped 1 s interval the silence rule needs 2–3 s after a kill;
+/// the closed report connection gets the edge out in about 1.5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_edge_is_down_when_its_report_connection_closes() -> Result<()> {
+    let net = "127.73.7";
+    let (dir, _origin, cc) = origin_and_replica("cc-conn-lost", net).await?;
+    let (origin_ip, cc_ip) = (format!("{net}.20"), format!("{net}.10"));
+    let mut w = Watcher::start(&dir, &cc_ip)?;
+    let sections = report_section("edge-a", "ams", &[&cc_ip], "1s", "");
+    let mut edge = start_named_edge(&dir, "edge-a", &format!("{net}.1"), &origin_ip, &sections).await?;
+    w.until("edge-a up", Duration::from_secs(10), |v| {
+        state(v, "edge-a") == Some(EdgeState::Up)
+    })
+    .await?;
+    // Kill it right after a report (the worst case for the silence rule:
+    // a full 3 s to go).
+    w.until("a fresh report", Duration::from_secs(5), |v| {
+        v.edges["edge-a"].last_report_age_ms.is_some_and(|a| a < 200)
+    })
+    .await?;
+    edge.kill9();
+    let killed = Instant::now();
+    let v = w
+        .until("edge-a down", Duration::from_secs(10), |v| {
+            state(v, "edge-a") == Some(EdgeState::Down)
+        })
+        .await?;
+    let took = killed.elapsed();
+    eprintln!("edge-a down {took:?} after kill -9");
+    assert_eq!(v.edges["edge-a"].reasons, ["connection-lost"]);
+    // 1 s + 500 ms after the close, plus a 100 ms check; generous slack,
+    // still below the 2 s the silence rule would need at the earliest.
+    assert!(took < Duration::from_millis(2500), "down after {took:?}");
+    let m = metrics(&cc.admin).await?;
+    assert_eq!(
+        metric_sum(&m, "outpost_cc_down_total", &["reason=\"connection-lost\""]),
+        1.0,
+        "{m}"
+    );
+    assert!(cc.log_text().contains("report connection closed"));
+    Ok(())
+}
+
+/// A TCP relay between edges and a replica whose connections the test can
+/// cut (both sides see an orderly close), like a middlebox or a replica
+/// closing idle connections would.
+struct Relay {
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(listen: &str, upstream: String) -> Result<Relay> {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let tracked = conns.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+                tracked.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Ok(Relay { conns, accept })
+    }
+
+    /// Close every connection relayed so far; returns how many there were.
+    fn cut(&self) -> usize {
+        let open: Vec<_> = self.conns.lock().unwrap().drain(..).collect();
+        open.iter().for_each(|c| c.abort());
+        open.len()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+/// A live edge whose report connection is closed under it (at any moment
+/// of its interval), or whose replica restarts, reconnects and reports
+/// within an interval: never down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_edge_whose_connection_closes_or_whose_replica_restarts_stays_up() -> Result<()> {
+    let net = "127.73.8";
+    let (dir, _origin, mut cc) = origin_and_replica("cc-reconnect", net).await?;
+    let (origin_ip, cc_ip) = (format!("{net}.20"), format!("{net}.10"));
+    let relay_port = CC_PORT + 1;
+    let relay = Relay::start(&format!("{cc_ip}:{relay_port}"), format!("{cc_ip}:{CC_PORT}")).await?;
+    let sections = report_section("edge-a", "ams", &[&cc_ip], "1s", "")
+        .replace(&format!("{cc_ip}:{CC_PORT}"), &format!("{cc_ip}:{relay_port}"));
+    let _edge = start_named_edge(&dir, "edge-a", &format!("{net}.1"), &origin_ip, &sections).await?;
+    let mut w = Watcher::start(&dir, &cc_ip)?;
+    w.until("edge-a up", Duration::from_secs(10), |v| {
+        state(v, "edge-a") == Some(EdgeState::Up)
+    })
+    .await?;
+    // Cut the report connection five times, at different moments of the
+    // interval, then watch a while longer than the last deadline.
+    let mut cut = 0;
+    for pause_ms in [1300, 1150, 1450, 1700, 1050] {
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        cut += relay.cut();
+    }
+    let quiet = w
+        .until("edge-a leaving up", Duration::from_secs(3), |v| {
+            state(v, "edge-a") != Some(EdgeState::Up)
+        })
+        .await;
+    assert!(quiet.is_err(), "edge-a left up: {:?}", quiet.map(|v| summary(&v)));
+    assert!(cut >= 5, "{cut} connections cut");
+    let m = metrics(&cc.admin).await?;
+    assert_eq!(metric_sum(&m, "outpost_cc_down_total", &[]), 0.0, "{m}");
+    let accepted = metric_sum(&m, "outpost_cc_reports_accepted_total", &["edge=\"edge-a\""]);
+    assert!(accepted >= 10.0, "{accepted} reports accepted");
+    let closes = cc.log_text().matches("report connection closed").count();
+    assert!(closes >= 4, "the replica saw the closes ({closes}): {}", cc.log_text());
+
+    // Restart the replica (SIGTERM, then a new process: no saved state).
+    let old_epoch = w.rx.borrow().epoch.clone();
+    cc.terminate();
+    assert!(cc.wait_exit(Duration::from_secs(10)).is_some());
+    cc = start_cache_control(&dir, "cc", &cc_ip, &["edge-a"], SHIPPED_LIVENESS).await?;
+    w.until("edge-a up on the new replica", Duration::from_secs(10), |v| {
+        v.epoch != old_epoch && state(v, "edge-a") == Some(EdgeState::Up)
+    })
+    .await?;
+    let quiet = w
+        .until("edge-a leaving up", Duration::from_secs(3), |v| {
+            state(v, "edge-a") != Some(EdgeState::Up)
+        })
+        .await;
+    assert!(quiet.is_err(), "edge-a left up: {:?}", quiet.map(|v| summary(&v)));
+    let m = metrics(&cc.admin).await?;
+    assert_eq!(metric_sum(&m, "outpost_cc_down_total", &[]), 0.0, "{m}");
     Ok(())
 }
 

@@ -61,10 +61,29 @@ pub struct LivenessConfig {
     /// Consecutive good reports before a down edge is `up` again. Default: 3.
     #[serde(default = "three")]
     pub readmit_reports: u32,
+    /// Watch report connections: when the connection that carried an
+    /// edge's latest admitted report closes (a killed edge's kernel closes
+    /// it at once) and no new report comes within `report_interval` +
+    /// `connection_grace`, the edge is `down` (reason `connection-lost`),
+    /// well before `missed_intervals` run out. Turn it off when reports
+    /// come through something that opens a connection per report (a proxy
+    /// with `Connection: close`): there, one lost report would be enough.
+    /// Default: true.
+    #[serde(default = "yes")]
+    pub connection_lost: bool,
+    /// Time beyond one interval a live edge has to report again after its
+    /// connection closed: a new TCP + TLS handshake (about 2 round trips)
+    /// and scheduling delays. Default: 500ms.
+    #[serde(default = "half_second", deserialize_with = "de::duration")]
+    pub connection_grace: Duration,
 }
 
 fn three() -> u32 {
     3
+}
+
+fn half_second() -> Duration {
+    Duration::from_millis(500)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -233,6 +252,10 @@ impl CacheControlConfig {
             interval_ms: self.liveness.report_interval.as_millis() as u64,
             missed_intervals: self.liveness.missed_intervals,
             readmit_reports: self.liveness.readmit_reports,
+            connection_grace_ms: self
+                .liveness
+                .connection_lost
+                .then_some(self.liveness.connection_grace.as_millis() as u64),
             thresholds: Thresholds {
                 cpu: self.overload.cpu,
                 bandwidth: self.overload.bandwidth,
@@ -325,6 +348,12 @@ key = "c.key"
         assert_eq!(c.liveness.report_interval, Duration::from_secs(1));
         assert_eq!(c.policy().missed_intervals, 3);
         assert_eq!(c.policy().readmit_reports, 3);
+        assert_eq!(c.policy().connection_grace_ms, Some(500));
+        assert_eq!(c.policy().connection_limit_ms(), Some(1500));
+        let off = parse("[liveness]\nconnection_lost = false\nconnection_grace = \"200ms\"\n").unwrap();
+        assert_eq!(off.policy().connection_grace_ms, None);
+        let short = parse("[liveness]\nreport_interval = \"300ms\"\nconnection_grace = \"100ms\"\n").unwrap();
+        assert_eq!(short.policy().connection_limit_ms(), Some(400));
         assert_eq!(c.reports.max_body, 64 << 10);
         assert!(c.edges.is_empty());
     }

@@ -9,6 +9,19 @@
 //! resume by cursor ([`subscribe`] is the client side). The pure cores
 //! (`state`, `admission`, `registry`) take `now` and never do IO.
 //!
+//! An edge is `down` when it has been silent for `missed_intervals` report
+//! intervals (`missed-reports`), or sooner, when the connection that
+//! carried its latest admitted report closes and it does not report again
+//! within one interval + `[liveness] connection_grace` (`connection-lost`).
+//! The kernel of a killed or crashed edge process closes its connections
+//! at once, so a dead edge is out after about 1.5 s instead of up to 3 s;
+//! a live edge whose connection merely ended reports again on a new one
+//! within an interval and is never affected. A machine that vanishes (power,
+//! network) closes nothing and is caught by the silence rule. Only admitted
+//! reports tie an edge to a connection, so closing a connection of one's
+//! own never marks somebody else's edge down. `outpost_cc_down_total`
+//! counts transitions to `down` by `reason`.
+//!
 //! What it is not: a database or a consensus system. State is soft: a
 //! restarted replica rebuilds it from the next few reports, and several
 //! replicas run side by side without talking to each other.
@@ -22,6 +35,7 @@ pub mod state;
 pub mod subscribe;
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -98,16 +112,24 @@ pub async fn start(cfg: CacheControlConfig, shutdown: Shutdown) -> Result<Runnin
         heartbeat: cfg.stream.heartbeat,
         shutdown: shutdown.clone(),
         started: Instant::now(),
+        next_conn: AtomicU64::new(1),
     });
 
     let mut tasks = Vec::new();
     let handler_shared = shared.clone();
-    tasks.push(tokio::spawn(outpost_svc::https::serve(
+    tasks.push(tokio::spawn(outpost_svc::https::serve_connections(
         listener,
         resolver,
         shutdown.clone(),
         cfg.shutdown_grace,
-        move |req, peer| server::handle(handler_shared.clone(), req, peer),
+        move |peer| {
+            let conn = server::Connection::new(&handler_shared, peer);
+            let (shared, closing, on_close) = (handler_shared.clone(), handler_shared.clone(), conn.clone());
+            (
+                move |req| server::handle(shared.clone(), req, conn.clone()),
+                move || server::closed(&closing, &on_close),
+            )
+        },
     )));
     tasks.push(tokio::spawn(server::ticker(shared.clone())));
     admin_state.set_ready(true);

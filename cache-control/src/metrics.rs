@@ -17,6 +17,10 @@ pub struct Metrics {
     pub edges: IntGaugeVec,
     /// State transitions, by from and to.
     pub transitions: IntCounterVec,
+    /// Transitions to `down`, by the reason the edge is down:
+    /// `missed-reports`, `connection-lost`, or `readmitting` (a draining
+    /// edge that reports again, i.e. restarted).
+    pub down: IntCounterVec,
     /// Seconds since each edge's last accepted report.
     pub report_age: prometheus::GaugeVec,
     /// Receive time minus the report's own timestamp (transit + clock skew).
@@ -48,6 +52,13 @@ impl Metrics {
                 "outpost_cc_transitions_total",
                 "Edge state transitions",
                 &["from", "to"],
+                r
+            )
+            .expect("metric"),
+            down: register_int_counter_vec_with_registry!(
+                "outpost_cc_down_total",
+                "Edges marked down, by reason",
+                &["reason"],
                 r
             )
             .expect("metric"),

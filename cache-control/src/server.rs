@@ -1,7 +1,16 @@
 //! The HTTPS shell around the [`Registry`]: report intake, `/v1/edges`,
 //! the `/v1/stream` event stream and a text view at `/`.
+//!
+//! Every TLS connection gets a [`Connection`]: a number, and the edges
+//! whose reports on it were admitted. When it ends, [`closed`] tells the
+//! registry, which arms `connection-lost` only for the edges whose latest
+//! report it carried. Refused reports never bind an edge to a connection,
+//! so nobody can get an edge marked down by closing a connection of their
+//! own: they would need a report the edge signed and the replica has not
+//! seen (a replay is refused by sequence number).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -11,13 +20,14 @@ use http_body_util::{BodyExt, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use outpost_proto::signature::{KEY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use outpost_proto::stream::{Change, Cursor, Heartbeat, StreamEvent};
+use outpost_proto::EdgeState;
 use outpost_svc::https::{full, json, Body};
 use outpost_svc::Shutdown;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::admission::{admit, Keys, Limits, Reject, Signed};
 use crate::metrics::Metrics;
-use crate::registry::{Registry, Resume};
+use crate::registry::{ConnId, Registry, Resume};
 
 /// Wall-clock milliseconds (for signed timestamps only).
 pub fn wall_ms() -> u64 {
@@ -44,6 +54,64 @@ pub struct Shared {
     pub shutdown: Shutdown,
     /// Monotonic origin of the registry's clock.
     pub started: Instant,
+    /// The number of the next connection.
+    pub next_conn: AtomicU64,
+}
+
+/// One client connection, as far as liveness cares.
+pub struct Connection {
+    pub id: ConnId,
+    pub peer: SocketAddr,
+    carried: Mutex<Carried>,
+}
+
+#[derive(Default)]
+struct Carried {
+    /// Edges with an admitted report on this connection.
+    edges: Vec<String>,
+    closed: bool,
+}
+
+impl Connection {
+    /// A new connection from `peer`, numbered.
+    pub fn new(shared: &Shared, peer: SocketAddr) -> Arc<Self> {
+        Arc::new(Self {
+            id: shared.next_conn.fetch_add(1, Ordering::Relaxed),
+            peer,
+            carried: Mutex::new(Carried::default()),
+        })
+    }
+
+    fn carried(&self) -> std::sync::MutexGuard<'_, Carried> {
+        // Plain data: a panic elsewhere cannot leave it half-written.
+        self.carried.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The connection has ended: edges whose latest admitted report it
+/// carried must report again within one interval + grace, or go down.
+pub fn closed(shared: &Shared, conn: &Connection) {
+    if shared.shutdown.is_triggered() {
+        // Our own graceful stop closes every connection; that says nothing.
+        return;
+    }
+    // A report admitted after this point sees `closed` and arms itself
+    // (it records the edge under the registry lock, before looking).
+    let edges = {
+        let mut c = conn.carried();
+        c.closed = true;
+        std::mem::take(&mut c.edges)
+    };
+    if edges.is_empty() {
+        return;
+    }
+    let mut reg = shared.registry.lock().expect("registry lock");
+    let limit = reg.policy().connection_limit_ms();
+    let armed = reg.connection_closed(conn.id, edges.iter().map(String::as_str), shared.mono_ms());
+    drop(reg);
+    for edge in armed {
+        tracing::info!(%edge, peer = %conn.peer, limit_ms = ?limit, "report connection closed; down unless the edge reports again in time");
+    }
 }
 
 impl Shared {
@@ -63,6 +131,10 @@ impl Shared {
                     .transitions
                     .with_label_values(&[prev.as_str(), c.edge.state.as_str()])
                     .inc();
+                if c.edge.state == EdgeState::Down {
+                    let reason = c.edge.reasons.first().map_or("unknown", String::as_str);
+                    self.metrics.down.with_label_values(&[reason]).inc();
+                }
                 tracing::info!(edge = %c.edge.edge_id, from = prev.as_str(), to = c.edge.state.as_str(), reasons = ?c.edge.reasons, "edge state changed");
             }
             let version = c.version;
@@ -78,11 +150,11 @@ fn error(status: StatusCode, reason: &str, message: String) -> Response<Body> {
     json(status, &serde_json::json!({ "error": reason, "message": message }))
 }
 
-/// Route one request.
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+/// Route one request that came on `conn`.
+pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, conn: Arc<Connection>) -> Response<Body> {
     let path = req.uri().path().to_string();
     match (req.method().clone(), path.as_str()) {
-        (Method::POST, "/v1/reports") => report(&shared, req, peer).await,
+        (Method::POST, "/v1/reports") => report(&shared, req, &conn).await,
         (Method::GET, "/v1/edges") => {
             let reg = shared.registry.lock().expect("registry lock");
             json(StatusCode::OK, &reg.snapshot(shared.mono_ms()))
@@ -115,7 +187,8 @@ fn refuse(shared: &Shared, reject: Reject, peer: SocketAddr) -> Response<Body> {
     json(status, &body)
 }
 
-async fn report(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+async fn report(shared: &Shared, req: Request<Incoming>, conn: &Connection) -> Response<Body> {
+    let peer = conn.peer;
     let max = shared.limits.max_body;
     let declared_len = req
         .headers()
@@ -159,7 +232,19 @@ async fn report(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Re
         .report_delay
         .observe(wall.saturating_sub(report.timestamp_ms) as f64 / 1000.0);
     shared.metrics.accepted.with_label_values(&[&edge_id]).inc();
-    let change = reg.report(report, shared.mono_ms());
+    let now = shared.mono_ms();
+    let change = reg.report(report, conn.id, now);
+    let gone = {
+        let mut c = conn.carried();
+        if !c.edges.contains(&edge_id) {
+            c.edges.push(edge_id.clone());
+        }
+        c.closed
+    };
+    if gone {
+        // The connection ended while this report was being admitted.
+        reg.connection_closed(conn.id, [edge_id.as_str()], now);
+    }
     shared.publish(&reg, change.into_iter().collect());
     let view = reg.view(&edge_id, shared.mono_ms()).expect("just recorded");
     let version = reg.version();

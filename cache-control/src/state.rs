@@ -1,7 +1,17 @@
 //! The liveness state machine of one edge: a pure function of
 //! (previous state, event, now). No clock reads; the shell ticks it.
 //!
-//! - Missed reports for `missed_intervals` intervals ⇒ `down`.
+//! - Missed reports for `missed_intervals` intervals ⇒ `down`
+//!   (reason `missed-reports`).
+//! - The connection that carried the edge's latest admitted report closed
+//!   (a killed process's sockets are closed by its kernel at once), and no
+//!   new report came within one interval + `connection_grace` of the close
+//!   ⇒ `down` (reason `connection-lost`). A live edge whose connection
+//!   merely ended (idle timeout, a middlebox, a replica restart) sends its
+//!   next report on a new connection within one interval, so this never
+//!   fires for it; a machine or network failure (no FIN) is left to the
+//!   missed-reports rule. The shell decides which connection carried the
+//!   latest report and sends [`Event::ConnectionClosed`] only for that one.
 //! - Back to `up` only after `readmit_reports` consecutive good reports,
 //!   each within `missed_intervals` intervals of the previous one.
 //! - Load above a threshold ⇒ `overloaded`; back to `up` only once load is
@@ -35,12 +45,21 @@ impl Default for Thresholds {
     }
 }
 
+/// Why an edge went down by itself (the `reasons` of a `down` edge, and
+/// the `reason` label of `outpost_cc_down_total`).
+pub const MISSED_REPORTS: &str = "missed-reports";
+/// See [`MISSED_REPORTS`].
+pub const CONNECTION_LOST: &str = "connection-lost";
+
 /// The liveness rules.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Policy {
     pub interval_ms: u64,
     pub missed_intervals: u32,
     pub readmit_reports: u32,
+    /// After the connection of the latest report closed, a new report must
+    /// come within `interval_ms` + this; `None`: closes are ignored.
+    pub connection_grace_ms: Option<u64>,
     pub thresholds: Thresholds,
 }
 
@@ -50,6 +69,7 @@ impl Default for Policy {
             interval_ms: 1000,
             missed_intervals: 3,
             readmit_reports: 3,
+            connection_grace_ms: Some(500),
             thresholds: Thresholds::default(),
         }
     }
@@ -58,6 +78,12 @@ impl Default for Policy {
 impl Policy {
     fn silence_limit_ms(&self) -> u64 {
         self.interval_ms * self.missed_intervals as u64
+    }
+
+    /// How long after its report connection closed an edge that sent
+    /// nothing since is down (`None`: never, by this rule).
+    pub fn connection_limit_ms(&self) -> Option<u64> {
+        self.connection_grace_ms.map(|g| self.interval_ms + g)
     }
 }
 
@@ -105,8 +131,13 @@ impl Load {
 pub enum Event {
     /// An admitted (authenticated, in-order) report.
     Report(Load),
-    /// Time passed; checks for missed reports.
+    /// Time passed; checks for missed reports and lost connections.
     Tick,
+    /// The connection that carried the edge's latest admitted report
+    /// closed. The caller sends it only for that connection: the close of
+    /// an older one, or of one that carried only refused reports, is not
+    /// an event.
+    ConnectionClosed,
 }
 
 /// Everything the machine remembers about one edge.
@@ -116,6 +147,9 @@ pub struct Liveness {
     /// Consecutive good reports while not yet admitted.
     pub good_streak: u32,
     pub last_report_ms: Option<u64>,
+    /// When the connection of the latest report closed, if it did and no
+    /// report came since (only while not `down`).
+    pub connection_closed_ms: Option<u64>,
     /// Why the edge is in its state (for `/v1/edges` and logs).
     pub reasons: Vec<&'static str>,
 }
@@ -127,6 +161,7 @@ impl Liveness {
             state: EdgeState::Down,
             good_streak: 0,
             last_report_ms: None,
+            connection_closed_ms: None,
             reasons: vec!["never-reported"],
         }
     }
@@ -135,23 +170,46 @@ impl Liveness {
 /// The next liveness of an edge.
 pub fn step(prev: &Liveness, event: Event, now_ms: u64, policy: &Policy) -> Liveness {
     let silent_too_long = |last: Option<u64>| last.is_none_or(|l| now_ms.saturating_sub(l) > policy.silence_limit_ms());
+    let connection_lost = |closed: Option<u64>| match (closed, policy.connection_limit_ms()) {
+        (Some(c), Some(limit)) => now_ms.saturating_sub(c) > limit,
+        _ => false,
+    };
     match event {
+        Event::Tick if prev.state == EdgeState::Down => prev.clone(),
         Event::Tick => {
-            if prev.state != EdgeState::Down && silent_too_long(prev.last_report_ms) {
-                Liveness {
-                    state: EdgeState::Down,
-                    good_streak: 0,
-                    last_report_ms: prev.last_report_ms,
-                    reasons: vec!["missed-reports"],
-                }
+            let why = if connection_lost(prev.connection_closed_ms) {
+                CONNECTION_LOST
+            } else if silent_too_long(prev.last_report_ms) {
+                MISSED_REPORTS
             } else {
+                return prev.clone();
+            };
+            Liveness {
+                state: EdgeState::Down,
+                good_streak: 0,
+                last_report_ms: prev.last_report_ms,
+                connection_closed_ms: None,
+                reasons: vec![why],
+            }
+        }
+        Event::ConnectionClosed => {
+            let watched = policy.connection_grace_ms.is_some() && prev.last_report_ms.is_some();
+            if prev.state == EdgeState::Down || !watched || prev.connection_closed_ms.is_some() {
+                // Down already (readmission is left to reports), closes
+                // ignored by policy, or the first close already counts.
                 prev.clone()
+            } else {
+                Liveness {
+                    connection_closed_ms: Some(now_ms),
+                    ..prev.clone()
+                }
             }
         }
         Event::Report(load) if load.draining => Liveness {
             state: EdgeState::Draining,
             good_streak: 0,
             last_report_ms: Some(now_ms),
+            connection_closed_ms: None,
             reasons: vec!["draining"],
         },
         Event::Report(load) => match prev.state {
@@ -171,6 +229,7 @@ pub fn step(prev: &Liveness, event: Event, now_ms: u64, policy: &Policy) -> Live
                     state,
                     good_streak: prev.good_streak,
                     last_report_ms: Some(now_ms),
+                    connection_closed_ms: None,
                     reasons: over,
                 }
             }
@@ -191,6 +250,7 @@ pub fn step(prev: &Liveness, event: Event, now_ms: u64, policy: &Policy) -> Live
                         state,
                         good_streak: streak,
                         last_report_ms: Some(now_ms),
+                        connection_closed_ms: None,
                         reasons: over,
                     }
                 } else {
@@ -198,6 +258,7 @@ pub fn step(prev: &Liveness, event: Event, now_ms: u64, policy: &Policy) -> Live
                         state: EdgeState::Down,
                         good_streak: streak,
                         last_report_ms: Some(now_ms),
+                        connection_closed_ms: None,
                         reasons: vec!["readmitting"],
                     }
                 }
@@ -397,8 +458,12 @@ mod tests {
         // (event, at) -> expected state from each start, in `starts` order.
         let fresh_tick = (Event::Tick, 11_000);
         let silent_tick = (Event::Tick, 13_001);
-        let cases: [((Event, u64), [EdgeState; 5]); 6] = [
+        let cases: [((Event, u64), [EdgeState; 5]); 7] = [
             (fresh_tick, [Up, Overloaded, Draining, Down, Down]),
+            (
+                (Event::ConnectionClosed, 11_000),
+                [Up, Overloaded, Draining, Down, Down],
+            ),
             (silent_tick, [Down, Down, Down, Down, Down]),
             ((ok(), 11_000), [Up, Up, Down, Down, Up]),
             ((cpu(0.8), 11_000), [Up, Overloaded, Down, Down, Up]),
@@ -434,9 +499,10 @@ mod tests {
             let mut streak: Vec<u64> = Vec::new();
             for _ in 0..40 {
                 now += rand(5_000);
-                let event = match rand(3) {
+                let event = match rand(4) {
                     0 => Event::Tick,
                     1 => ok(),
+                    2 => Event::ConnectionClosed,
                     _ => cpu(0.99),
                 };
                 let was_down = l.state == EdgeState::Down;
@@ -452,6 +518,120 @@ mod tests {
                 }
             }
         }
+    }
+
+    const CLOSED: Event = Event::ConnectionClosed;
+
+    #[test]
+    fn a_closed_connection_then_silence_is_down_after_one_interval_and_grace() {
+        // Up at 10 s; its connection closes at 10.3 s: down once 1 s + 500 ms
+        // have passed since the close with no report, well before 13 s.
+        let l = run(up_at(10_000), &[(10_300, CLOSED)]);
+        assert_eq!((l.state, l.connection_closed_ms), (EdgeState::Up, Some(10_300)));
+        assert_eq!(l.reasons, up_at(10_000).reasons, "a close alone shows nothing");
+        assert_eq!(
+            step(&l, Event::Tick, 11_800, &p()).state,
+            EdgeState::Up,
+            "exactly the limit"
+        );
+        let d = step(&l, Event::Tick, 11_801, &p());
+        assert_eq!((d.state, d.good_streak), (EdgeState::Down, 0));
+        assert_eq!(d.reasons, vec![CONNECTION_LOST]);
+        assert_eq!(d.connection_closed_ms, None);
+        assert_eq!(
+            d.last_report_ms,
+            Some(10_000),
+            "the last report is still the last report"
+        );
+        assert_eq!(step(&d, Event::Tick, 20_000, &p()), d, "down once");
+        // Overloaded edges too.
+        let o = run(up_at(10_000), &[(10_100, cpu(0.99)), (10_200, CLOSED)]);
+        assert_eq!(o.state, EdgeState::Overloaded);
+        assert_eq!(step(&o, Event::Tick, 11_701, &p()).reasons, vec![CONNECTION_LOST]);
+    }
+
+    #[test]
+    fn a_closed_connection_then_a_report_in_time_changes_nothing() {
+        // A reconnect: the close, then the next report on a new connection.
+        let l = run(up_at(10_000), &[(10_900, CLOSED), (11_050, ok())]);
+        assert_eq!((l.state, l.connection_closed_ms), (EdgeState::Up, None));
+        assert_eq!(l.good_streak, up_at(10_000).good_streak);
+        assert_eq!(step(&l, Event::Tick, 12_500, &p()).state, EdgeState::Up);
+        // From then on only the silence rule (or a new close) applies.
+        assert_eq!(step(&l, Event::Tick, 14_050, &p()).state, EdgeState::Up);
+        assert_eq!(step(&l, Event::Tick, 14_051, &p()).reasons, vec![MISSED_REPORTS]);
+        // A draining report in time counts as a report too.
+        let d = run(
+            up_at(10_000),
+            &[(10_100, CLOSED), (10_500, drain()), (12_000, Event::Tick)],
+        );
+        assert_eq!(d.state, EdgeState::Draining);
+    }
+
+    #[test]
+    fn a_second_close_does_not_move_the_deadline() {
+        let l = run(up_at(10_000), &[(10_100, CLOSED), (11_000, CLOSED)]);
+        assert_eq!(l.connection_closed_ms, Some(10_100));
+        assert_eq!(step(&l, Event::Tick, 11_601, &p()).reasons, vec![CONNECTION_LOST]);
+    }
+
+    #[test]
+    fn draining_edges_whose_connection_closes_go_down() {
+        // SIGTERM: the draining report, then the process exits.
+        let l = run(up_at(10_000), &[(10_200, drain()), (10_250, CLOSED)]);
+        assert_eq!(l.state, EdgeState::Draining);
+        assert_eq!(step(&l, Event::Tick, 11_700, &p()).state, EdgeState::Draining);
+        let d = step(&l, Event::Tick, 11_751, &p());
+        assert_eq!(
+            (d.state, d.reasons.as_slice()),
+            (EdgeState::Down, [CONNECTION_LOST].as_slice())
+        );
+        // A quick restart reports before the deadline: readmitted as usual.
+        let r = run(l, &[(11_000, ok()), (12_000, ok()), (13_000, Event::Tick)]);
+        assert_eq!((r.state, r.good_streak), (EdgeState::Down, 2));
+        assert_eq!(step(&r, ok(), 13_500, &p()).state, EdgeState::Up);
+    }
+
+    #[test]
+    fn closes_never_touch_down_edges_or_readmission() {
+        // Readmitting (down, streak 2): a close is not an event for it.
+        let r = run(Liveness::declared(), &[(1_000, ok()), (2_000, ok())]);
+        let c = step(&r, CLOSED, 2_100, &p());
+        assert_eq!(c, r);
+        assert_eq!(step(&c, ok(), 3_000, &p()).state, EdgeState::Up, "the streak goes on");
+        // Never reported: nothing to watch.
+        assert_eq!(step(&Liveness::declared(), CLOSED, 1_000, &p()), Liveness::declared());
+        // After a connection-lost down, readmission takes a full streak.
+        let d = run(up_at(10_000), &[(10_100, CLOSED), (11_700, Event::Tick)]);
+        assert_eq!(d.state, EdgeState::Down);
+        let l = run(d.clone(), &[(11_800, ok()), (12_000, ok())]);
+        assert_eq!((l.state, l.good_streak), (EdgeState::Down, 2));
+        assert_eq!(step(&l, ok(), 12_200, &p()).state, EdgeState::Up);
+        let again = run(d, &[(11_800, ok()), (11_900, CLOSED), (12_000, ok()), (12_100, ok())]);
+        assert_eq!(again.state, EdgeState::Up, "a close while readmitting changes nothing");
+    }
+
+    #[test]
+    fn closes_are_ignored_when_the_rule_is_off() {
+        let off = Policy {
+            connection_grace_ms: None,
+            ..p()
+        };
+        let l = step(&up_at(10_000), CLOSED, 10_100, &off);
+        assert_eq!(l, up_at(10_000));
+        assert_eq!(step(&l, Event::Tick, 13_000, &off).state, EdgeState::Up);
+        assert_eq!(step(&l, Event::Tick, 13_001, &off).reasons, vec![MISSED_REPORTS]);
+    }
+
+    #[test]
+    fn whichever_rule_comes_first_decides() {
+        // Silent 2.5 s, then the connection closes (e.g. keepalive gave up):
+        // the silence rule fires at 13 s, before the close's deadline.
+        let l = run(up_at(10_000), &[(12_500, CLOSED)]);
+        assert_eq!(step(&l, Event::Tick, 13_001, &p()).reasons, vec![MISSED_REPORTS]);
+        // Once both are past, the lost connection is named.
+        let l = run(up_at(10_000), &[(10_000, CLOSED)]);
+        assert_eq!(step(&l, Event::Tick, 13_001, &p()).reasons, vec![CONNECTION_LOST]);
     }
 
     #[test]

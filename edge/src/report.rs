@@ -5,6 +5,15 @@
 //! Sequence numbers start at the wall clock in microseconds, so a restarted
 //! edge continues above its previous run; if a replica still answers 409
 //! (the clock went back), the edge jumps past the sequence it names.
+//!
+//! Reports to a replica go over one kept-alive connection (the pooled
+//! client: HTTP/2 when the replica offers it, 60 s idle timeout, far above
+//! any report interval), so when this process dies its kernel closes that
+//! connection and the replica notices at once (cache-control's
+//! `connection-lost`). Each interval's sends run in their own task: a
+//! replica that answers slowly (up to `report.timeout`) delays neither the
+//! other replicas nor the next interval, so every replica hears from a live
+//! edge once per interval, which that rule counts on.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -238,7 +247,8 @@ impl Reporter {
         }
     }
 
-    /// Report every interval until `stop`.
+    /// Report every interval until `stop`, without waiting for the
+    /// previous interval's answers (each send ends within `report.timeout`).
     pub async fn run(self: Arc<Self>, stop: Shutdown) {
         let mut tick = tokio::time::interval(self.cfg.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -247,7 +257,10 @@ impl Reporter {
                 _ = tick.tick() => {}
                 _ = stop.wait() => return,
             }
-            self.send_once().await;
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.send_once().await;
+            });
         }
     }
 }

@@ -110,6 +110,31 @@ pub async fn serve<F, Fut>(
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
+    serve_connections(listener, resolver, shutdown, grace, move |peer| {
+        let handler = handler.clone();
+        (move |req| handler(req, peer), || ())
+    })
+    .await
+}
+
+/// [`serve`] with a hook per connection: once its TLS handshake is done,
+/// `on_connection(peer)` gives the connection's request handler and a
+/// `closed` callback, which runs once the connection has ended (the peer
+/// closed or reset it, it failed, or a graceful shutdown ended it), after
+/// hyper is done with it. Handlers still running then (an HTTP/2 stream
+/// hyper let finish) may complete after `closed`.
+pub async fn serve_connections<A, H, Fut, C>(
+    listener: TcpListener,
+    resolver: Arc<CertResolver>,
+    shutdown: Shutdown,
+    grace: Duration,
+    on_connection: A,
+) where
+    A: Fn(SocketAddr) -> (H, C) + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+    C: FnOnce() + Send + 'static,
+{
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(resolver, &[b"h2", b"http/1.1"])));
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -123,18 +148,24 @@ pub async fn serve<F, Fut>(
         .keep_alive_interval(Some(Duration::from_secs(20)));
     let builder = Arc::new(builder);
     while let Some((tcp, peer)) = accept(&listener, &shutdown).await {
-        let (acceptor, handler, builder, watcher) =
-            (acceptor.clone(), handler.clone(), builder.clone(), graceful.watcher());
+        let (acceptor, on_connection, builder, watcher) = (
+            acceptor.clone(),
+            on_connection.clone(),
+            builder.clone(),
+            graceful.watcher(),
+        );
         tokio::spawn(async move {
             let Some(tls) = handshake(&acceptor, tcp, peer).await else {
                 return;
             };
+            let (handler, closed) = on_connection(peer);
             let svc = service_fn(move |req| {
-                let fut = handler(req, peer);
+                let fut = handler(req);
                 async move { Ok::<_, Infallible>(fut.await) }
             });
             let conn = builder.serve_connection(TokioIo::new(tls), svc);
             let _ = watcher.watch(conn).await;
+            closed();
         });
     }
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
