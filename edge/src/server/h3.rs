@@ -11,6 +11,7 @@ use outpost_svc::Shutdown;
 use quinn::{EndpointConfig, IdleTimeout, TransportConfig, VarInt};
 use tokio_util::task::TaskTracker;
 
+use super::h3_send;
 use crate::config::Http3Config;
 use crate::edge::{Edge, Proto, RequestHead};
 
@@ -53,13 +54,16 @@ pub fn endpoint(addr: SocketAddr, tls: rustls::ServerConfig, cfg: &Http3Config) 
             IdleTimeout::try_from(cfg.idle_timeout).map_err(|_| H3Error::IdleTimeout)?,
         ));
     server.transport_config(Arc::new(transport));
-    quinn::Endpoint::new(
-        EndpointConfig::default(),
-        Some(server),
-        socket.into(),
-        Arc::new(quinn::TokioRuntime),
-    )
-    .map_err(bind)
+    let runtime = Arc::new(quinn::TokioRuntime);
+    let socket = quinn::Runtime::wrap_udp_socket(&*runtime, socket.into()).map_err(bind)?;
+    // quinn-udp probes UDP GSO/GRO (Linux ≥ 4.18, UDP_SEGMENT): with GSO one
+    // sendmsg carries up to this many packets; 1 means one syscall per packet.
+    tracing::info!(
+        gso_segments = socket.max_transmit_segments(),
+        gro_segments = socket.max_receive_segments(),
+        "UDP segmentation offload (packets per send / receive call)"
+    );
+    quinn::Endpoint::new_with_abstract_socket(EndpointConfig::default(), Some(server), socket, runtime).map_err(bind)
 }
 
 /// Whether the kernel reports a socket buffer doubled: Linux keeps twice
@@ -170,8 +174,8 @@ async fn connection(conn: quinn::Connection, edge: Arc<Edge>, requests: TaskTrac
     let peer = conn.remote_address();
     let mut builder = h3::server::builder();
     builder.max_field_section_size(edge.cfg.limits.max_header_bytes);
-    let mut h3conn: h3::server::Connection<h3_quinn::Connection, Bytes> =
-        match builder.build(h3_quinn::Connection::new(conn)).await {
+    let mut h3conn: h3::server::Connection<h3_send::Connection, Bytes> =
+        match builder.build(h3_send::Connection::new(conn)).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(error = %e, "HTTP/3 setup failed");
@@ -216,7 +220,7 @@ async fn connection(conn: quinn::Connection, edge: Arc<Edge>, requests: TaskTrac
 async fn request(
     edge: Arc<Edge>,
     req: http::Request<()>,
-    mut stream: h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
+    mut stream: h3::server::RequestStream<h3_send::BidiStream, Bytes>,
     peer: SocketAddr,
 ) {
     let (parts, ()) = req.into_parts();
@@ -243,7 +247,7 @@ async fn request(
         match body.next().await {
             Ok(Some(chunk)) => {
                 let n = chunk.len() as u64;
-                if stream.send_data(chunk).await.is_err() {
+                if h3_send::send_body(&mut stream, chunk).await.is_err() {
                     return;
                 }
                 access.sent(n);

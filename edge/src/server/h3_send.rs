@@ -1,0 +1,418 @@
+//! HTTP/3 request streams that hand body `Bytes` to quinn without copying.
+//!
+//! h3-quinn 0.0.10 writes every frame with `quinn::SendStream::poll_write(&[u8])`,
+//! which copies the slice into a fresh buffer in quinn's send queue
+//! (`ByteSlice::pop_chunk` → `to_vec`): a second copy of every body byte, on
+//! top of the unavoidable one into each packet (10% of the edge's CPU under
+//! HTTP/3 load, see bench/RESULTS.md). quinn also takes owned `Bytes`
+//! (`write_chunks`), but h3 hides the payload inside its `WriteBuf` (only
+//! `Buf` is public), so a transport cannot get the `Bytes` back from it.
+//!
+//! This module is a drop-in for `h3_quinn::Connection` whose request streams
+//! do: [`send_body`] puts the body chunk in a thread-local slot for the one
+//! synchronous poll in which h3 calls [`SendStream`]'s `send_data`; there the
+//! stream copies only the DATA frame header (a few bytes) and queues the
+//! staged `Bytes` itself, after checking that it is exactly the payload h3
+//! framed (same memory, same length: `Bytes` are immutable, so the same
+//! bytes). Anything else (HEADERS, GREASE, a plain `send_data`) is copied
+//! once, as h3-quinn does, so a missed hand-off costs speed, never bytes.
+//! Unidirectional streams (control, QPACK) stay h3-quinn's.
+//!
+//! Unlike h3-quinn, `poll_finish` first flushes data still queued, and a
+//! `send_data` while data is queued appends to it (h3 #360: a cancelled
+//! `send_data` there left a truncated frame or killed the connection).
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes};
+use futures_util::stream::{self, BoxStream, StreamExt};
+use h3::error::Code;
+use h3::quic::{self, ConnectionErrorIncoming, StreamErrorIncoming, StreamId, WriteBuf};
+use h3::server::RequestStream;
+use quinn::VarInt;
+
+thread_local! {
+    /// The body chunk [`send_body`] is sending, for the duration of one poll.
+    static STAGED: Cell<Option<Bytes>> = const { Cell::new(None) };
+}
+
+/// Send one body chunk as a DATA frame, handing the `Bytes` to quinn without
+/// copying it (see the module docs). Same result and errors as
+/// `RequestStream::send_data`.
+pub async fn send_body(
+    stream: &mut RequestStream<BidiStream, Bytes>,
+    chunk: Bytes,
+) -> Result<(), h3::error::StreamError> {
+    let mut staged = Some(chunk.clone());
+    let mut send = pin!(stream.send_data(chunk));
+    std::future::poll_fn(|cx| match staged.take() {
+        // h3 calls `SendStream::send_data` synchronously in the first poll.
+        Some(chunk) => {
+            STAGED.with(|s| s.set(Some(chunk)));
+            let r = send.as_mut().poll(cx);
+            STAGED.with(|s| s.take());
+            r
+        }
+        None => send.as_mut().poll(cx),
+    })
+    .await
+}
+
+/// Split one frame h3 built into the chunks to queue: `staged` as it is when
+/// it is exactly the frame's payload (the bytes after the header, same
+/// memory), the rest copied. Pure.
+fn frame_chunks(frame: &mut impl Buf, staged: Option<Bytes>, out: &mut Vec<Bytes>) {
+    let total = frame.remaining();
+    if let Some(body) = staged.filter(|b| !b.is_empty() && b.len() <= total) {
+        let header = total - body.len();
+        if header > 0 {
+            out.push(frame.copy_to_bytes(header));
+        }
+        let rest = frame.chunk();
+        if rest.len() == body.len() && rest.as_ptr() == body.as_ptr() {
+            frame.advance(body.len());
+            out.push(body);
+            return;
+        }
+    }
+    if frame.has_remaining() {
+        out.push(frame.copy_to_bytes(frame.remaining()));
+    }
+}
+
+/// An HTTP/3 transport over a quinn connection: h3-quinn's, except for
+/// request (bidirectional) streams.
+pub struct Connection {
+    inner: h3_quinn::Connection,
+    conn: quinn::Connection,
+    incoming_bi: BoxStream<'static, Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError>>,
+    opening_bi: Option<OpenBi>,
+}
+
+type OpenBi =
+    Pin<Box<dyn Future<Output = Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError>> + Send>>;
+
+impl Connection {
+    pub fn new(conn: quinn::Connection) -> Self {
+        Connection {
+            inner: h3_quinn::Connection::new(conn.clone()),
+            incoming_bi: stream::unfold(conn.clone(), |c| async { Some((c.accept_bi().await, c)) }).boxed(),
+            conn,
+            opening_bi: None,
+        }
+    }
+}
+
+impl quic::Connection<Bytes> for Connection {
+    type RecvStream = h3_quinn::RecvStream;
+    type OpenStreams = OpenStreams;
+
+    fn poll_accept_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::RecvStream, ConnectionErrorIncoming>> {
+        quic::Connection::<Bytes>::poll_accept_recv(&mut self.inner, cx)
+    }
+
+    fn poll_accept_bidi(&mut self, cx: &mut Context<'_>) -> Poll<Result<BidiStream, ConnectionErrorIncoming>> {
+        let (send, recv) = ready!(self.incoming_bi.poll_next_unpin(cx))
+            .expect("an unfold that always yields Some")
+            .map_err(connection_error)?;
+        Poll::Ready(Ok(BidiStream::new(send, recv)))
+    }
+
+    fn opener(&self) -> OpenStreams {
+        OpenStreams {
+            inner: quic::Connection::<Bytes>::opener(&self.inner),
+            conn: self.conn.clone(),
+            opening_bi: None,
+        }
+    }
+}
+
+/// Opens streams on a [`Connection`] (h3 uses it for its own unidirectional streams).
+pub struct OpenStreams {
+    inner: h3_quinn::OpenStreams,
+    conn: quinn::Connection,
+    opening_bi: Option<OpenBi>,
+}
+
+/// Both openers: request streams are this module's, unidirectional ones
+/// h3-quinn's (through `inner`).
+macro_rules! open_streams {
+    ($t:ty) => {
+        impl quic::OpenStreams<Bytes> for $t {
+            type BidiStream = BidiStream;
+            type SendStream = h3_quinn::SendStream<Bytes>;
+
+            fn poll_open_bidi(&mut self, cx: &mut Context<'_>) -> Poll<Result<BidiStream, StreamErrorIncoming>> {
+                poll_open_bidi(&self.conn, &mut self.opening_bi, cx)
+            }
+
+            fn poll_open_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::SendStream, StreamErrorIncoming>> {
+                quic::OpenStreams::<Bytes>::poll_open_send(&mut self.inner, cx)
+            }
+
+            fn close(&mut self, code: Code, reason: &[u8]) {
+                quic::OpenStreams::<Bytes>::close(&mut self.inner, code, reason)
+            }
+        }
+    };
+}
+open_streams!(Connection);
+open_streams!(OpenStreams);
+
+fn poll_open_bidi(
+    conn: &quinn::Connection,
+    opening: &mut Option<OpenBi>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<BidiStream, StreamErrorIncoming>> {
+    let open = opening.get_or_insert_with(|| {
+        let conn = conn.clone();
+        Box::pin(async move { conn.open_bi().await })
+    });
+    let result = ready!(open.as_mut().poll(cx));
+    *opening = None;
+    let (send, recv) = result.map_err(|e| StreamErrorIncoming::ConnectionErrorIncoming {
+        connection_error: connection_error(e),
+    })?;
+    Poll::Ready(Ok(BidiStream::new(send, recv)))
+}
+
+/// A request stream: [`SendStream`] and [`RecvStream`].
+pub struct BidiStream {
+    send: SendStream,
+    recv: RecvStream,
+}
+
+impl BidiStream {
+    fn new(send: quinn::SendStream, recv: quinn::RecvStream) -> Self {
+        BidiStream {
+            send: SendStream {
+                stream: send,
+                queued: Vec::new(),
+            },
+            recv: RecvStream { stream: recv },
+        }
+    }
+}
+
+impl quic::BidiStream<Bytes> for BidiStream {
+    type SendStream = SendStream;
+    type RecvStream = RecvStream;
+
+    fn split(self) -> (SendStream, RecvStream) {
+        (self.send, self.recv)
+    }
+}
+
+impl quic::SendStream<Bytes> for BidiStream {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
+        self.send.poll_ready(cx)
+    }
+    fn send_data<T: Into<WriteBuf<Bytes>>>(&mut self, data: T) -> Result<(), StreamErrorIncoming> {
+        self.send.send_data(data)
+    }
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
+        self.send.poll_finish(cx)
+    }
+    fn reset(&mut self, reset_code: u64) {
+        self.send.reset(reset_code)
+    }
+    fn send_id(&self) -> StreamId {
+        self.send.send_id()
+    }
+}
+
+impl quic::RecvStream for BidiStream {
+    type Buf = Bytes;
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, StreamErrorIncoming>> {
+        self.recv.poll_data(cx)
+    }
+    fn stop_sending(&mut self, error_code: u64) {
+        self.recv.stop_sending(error_code)
+    }
+    fn recv_id(&self) -> StreamId {
+        self.recv.recv_id()
+    }
+}
+
+/// The sending half: frames are queued as `Bytes` and written with
+/// `quinn::SendStream::write_chunks` (no copy).
+pub struct SendStream {
+    stream: quinn::SendStream,
+    /// Chunks `send_data` queued that quinn has not taken yet (written
+    /// chunks are emptied, a partly written one is cut to its rest).
+    queued: Vec<Bytes>,
+}
+
+impl quic::SendStream<Bytes> for SendStream {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
+        while let Some(first) = self.queued.iter().position(|c| !c.is_empty()) {
+            // write_chunks is cancel-safe: a pending poll wrote nothing.
+            let written = ready!(pin!(self.stream.write_chunks(&mut self.queued[first..])).poll(cx));
+            written.map_err(write_error)?;
+        }
+        self.queued.clear();
+        Poll::Ready(Ok(()))
+    }
+
+    fn send_data<T: Into<WriteBuf<Bytes>>>(&mut self, data: T) -> Result<(), StreamErrorIncoming> {
+        let staged = STAGED.with(|s| s.take());
+        frame_chunks(&mut data.into(), staged, &mut self.queued);
+        Ok(())
+    }
+
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
+        ready!(self.poll_ready(cx))?;
+        Poll::Ready(
+            self.stream
+                .finish()
+                .map_err(|e| StreamErrorIncoming::Unknown(Box::new(e))),
+        )
+    }
+
+    fn reset(&mut self, reset_code: u64) {
+        self.queued.clear();
+        let _ = self.stream.reset(VarInt::from_u64(reset_code).unwrap_or(VarInt::MAX));
+    }
+
+    fn send_id(&self) -> StreamId {
+        stream_id(self.stream.id())
+    }
+}
+
+/// The receiving half (the request's body, normally empty).
+pub struct RecvStream {
+    stream: quinn::RecvStream,
+}
+
+impl quic::RecvStream for RecvStream {
+    type Buf = Bytes;
+
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, StreamErrorIncoming>> {
+        // read_chunk is cancel-safe.
+        let chunk = ready!(pin!(self.stream.read_chunk(usize::MAX, true)).poll(cx)).map_err(read_error)?;
+        Poll::Ready(Ok(chunk.map(|c| c.bytes)))
+    }
+
+    fn stop_sending(&mut self, error_code: u64) {
+        let _ = self.stream.stop(VarInt::from_u64(error_code).unwrap_or(VarInt::MAX));
+    }
+
+    fn recv_id(&self) -> StreamId {
+        stream_id(self.stream.id())
+    }
+}
+
+fn stream_id(id: quinn::StreamId) -> StreamId {
+    StreamId::try_from(u64::from(id)).expect("a QUIC stream id is a varint")
+}
+
+// The error mappings are h3-quinn's.
+
+fn connection_error(e: quinn::ConnectionError) -> ConnectionErrorIncoming {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(close) => ConnectionErrorIncoming::ApplicationClose {
+            error_code: close.error_code.into(),
+        },
+        quinn::ConnectionError::TimedOut => ConnectionErrorIncoming::Timeout,
+        e => ConnectionErrorIncoming::Undefined(Arc::new(e)),
+    }
+}
+
+fn write_error(e: quinn::WriteError) -> StreamErrorIncoming {
+    match e {
+        quinn::WriteError::Stopped(code) => StreamErrorIncoming::StreamTerminated {
+            error_code: code.into_inner(),
+        },
+        quinn::WriteError::ConnectionLost(e) => StreamErrorIncoming::ConnectionErrorIncoming {
+            connection_error: connection_error(e),
+        },
+        e => StreamErrorIncoming::Unknown(Box::new(e)),
+    }
+}
+
+fn read_error(e: quinn::ReadError) -> StreamErrorIncoming {
+    match e {
+        quinn::ReadError::Reset(code) => StreamErrorIncoming::StreamTerminated {
+            error_code: code.into_inner(),
+        },
+        quinn::ReadError::ConnectionLost(e) => StreamErrorIncoming::ConnectionErrorIncoming {
+            connection_error: connection_error(e),
+        },
+        e => StreamErrorIncoming::Unknown(Box::new(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(header: &'static [u8], body: &Bytes) -> impl Buf {
+        Bytes::from_static(header).chain(body.clone())
+    }
+
+    #[test]
+    fn the_staged_body_is_queued_itself() {
+        let body = Bytes::from(vec![7u8; 5000]);
+        let mut out = Vec::new();
+        let mut f = frame(&[0x00, 0x53, 0x88], &body);
+        frame_chunks(&mut f, Some(body.clone()), &mut out);
+        assert!(!f.has_remaining());
+        assert_eq!(out.len(), 2);
+        assert_eq!(&out[0][..], &[0x00, 0x53, 0x88]);
+        assert_eq!(out[1].as_ptr(), body.as_ptr(), "the same memory, not a copy");
+        assert_eq!(out[1].len(), 5000);
+    }
+
+    #[test]
+    fn a_slice_of_a_stored_object_is_not_copied() {
+        let object = Bytes::from((0..=255u8).cycle().take(10_000).collect::<Vec<u8>>());
+        let range = object.slice(100..4100);
+        let mut out = Vec::new();
+        frame_chunks(&mut frame(&[0x00, 0x4f, 0xa0], &range), Some(range.clone()), &mut out);
+        assert_eq!(out[1].as_ptr(), range.as_ptr());
+        assert_eq!(out.concat(), [&[0x00, 0x4f, 0xa0][..], &object[100..4100]].concat());
+    }
+
+    #[test]
+    fn anything_else_is_copied_once_and_whole() {
+        let body = Bytes::from_static(b"hello world");
+        // Nothing staged (HEADERS, GREASE, a plain send_data).
+        let mut out = Vec::new();
+        frame_chunks(&mut frame(&[0x00, 0x0b], &body), None, &mut out);
+        assert_eq!(out, vec![Bytes::from_static(b"\x00\x0bhello world")]);
+        // Equal bytes elsewhere in memory: not the payload, copied.
+        let elsewhere = Bytes::from(b"hello world".to_vec());
+        let mut out = Vec::new();
+        frame_chunks(&mut frame(&[0x00, 0x0b], &body), Some(elsewhere.clone()), &mut out);
+        assert_eq!(out.concat(), b"\x00\x0bhello world");
+        assert!(out.iter().all(|c| c.as_ptr() != elsewhere.as_ptr()));
+        // A staged chunk longer than the frame, or empty.
+        let mut out = Vec::new();
+        frame_chunks(&mut frame(&[0x21, 0x00], &Bytes::new()), Some(body.clone()), &mut out);
+        assert_eq!(out.concat(), b"\x21\x00");
+        let mut out = Vec::new();
+        frame_chunks(&mut frame(&[0x00, 0x00], &Bytes::new()), Some(Bytes::new()), &mut out);
+        assert_eq!(out.concat(), b"\x00\x00");
+    }
+
+    #[test]
+    fn a_prefix_of_the_payload_is_not_taken_for_it() {
+        let body = Bytes::from_static(b"0123456789");
+        let prefix = body.slice(..4);
+        let mut out = Vec::new();
+        frame_chunks(&mut frame(&[0x00, 0x0a], &body), Some(prefix), &mut out);
+        assert_eq!(out.concat(), b"\x00\x0a0123456789");
+    }
+
+    #[test]
+    fn queued_data_survives_a_second_send_data() {
+        let mut out = Vec::new();
+        frame_chunks(&mut frame(&[0x00, 0x01], &Bytes::from_static(b"a")), None, &mut out);
+        frame_chunks(&mut frame(&[0x00, 0x01], &Bytes::from_static(b"b")), None, &mut out);
+        assert_eq!(out.concat(), b"\x00\x01a\x00\x01b");
+    }
+}
