@@ -106,8 +106,10 @@ def failover(d):
     for v in range(0, int(top), step):
         out.append(text(x0 - 6, y(v) + 4, f"{v}", 10, "end"))
         out.append(f'<line x1="{x0}" y1="{y(v):.1f}" x2="{x0 + pw}" y2="{y(v):.1f}" stroke="#eee"/>')
-    for v, label, colour, dy in [(d["silence_limit_ms"], "silence limit", "#999", -4),
-                                 (3000, "target (3 s)", "#d62728", 12)]:
+    limits = [(d["silence_limit_ms"], "silence limit", "#999", -4), (3000, "target (3 s)", "#d62728", 12)]
+    if "connection_limit_ms" in d:
+        limits.append((d["connection_limit_ms"], "connection limit", "#1f77b4", -4))
+    for v, label, colour, dy in limits:
         out.append(f'<line x1="{x0}" y1="{y(v):.1f}" x2="{x0 + pw}" y2="{y(v):.1f}" stroke="{colour}" '
                    'stroke-dasharray="5,4"/>')
         out.append(text(x0 + pw + 6, y(v) + dy, label, 10))

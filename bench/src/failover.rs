@@ -7,9 +7,13 @@
 //! answers name it again (re-admission) before the next one.
 //!
 //! The figure is decided by cache-control's liveness config: an edge is
-//! `down` after `missed_intervals × report_interval` of silence since its
-//! last report (checked ten times per interval), then the change is
-//! streamed to steering at once. The config is recorded with the results.
+//! `down` when the connection that carried its last report closed (the
+//! killed process's kernel closes it at once) and no report came within
+//! `report_interval` + `connection_grace` (500 ms, the default), or after
+//! `missed_intervals × report_interval` of silence since its last report,
+//! whichever comes first (checked ten times per interval); the change is
+//! then streamed to steering at once. The config is recorded with the
+//! results.
 
 use std::time::{Duration, Instant};
 
@@ -72,6 +76,9 @@ struct Output {
     /// missed_intervals × report_interval: the silence after the last
     /// report that makes an edge down.
     silence_limit_ms: u64,
+    /// report_interval + connection_grace: the time after the report
+    /// connection closed that makes an edge down.
+    connection_limit_ms: u64,
     poll_ms: u64,
     trials: Vec<Trial>,
     out: Percentiles,
@@ -139,8 +146,10 @@ pub async fn run(o: Opts) -> Result<()> {
         tokens_required: true,
     };
     let silence_limit_ms = interval.as_millis() as u64 * u64::from(o.missed_intervals);
+    // cache-control's default `liveness.connection_grace` (the fleet keeps it).
+    let connection_limit_ms = interval.as_millis() as u64 + 500;
     println!(
-        "{} edges, report interval {} ms, down after {} missed intervals ({silence_limit_ms} ms of silence), up after {} good reports; {trials} trials",
+        "{} edges, report interval {} ms, down {connection_limit_ms} ms after the report connection closed or after {} missed intervals ({silence_limit_ms} ms of silence), up after {} good reports; {trials} trials",
         o.edges,
         interval.as_millis(),
         o.missed_intervals,
@@ -217,6 +226,7 @@ pub async fn run(o: Opts) -> Result<()> {
         header,
         fleet: cfg,
         silence_limit_ms,
+        connection_limit_ms,
         poll_ms: poll.as_millis() as u64,
         trials: out,
         out: out_p,
