@@ -1,9 +1,11 @@
 //! `outpost bench steering`: how fast steering decides.
 //!
-//! 1. The ranker in-process (`outpost_steering::rank::rank`, the pure
-//!    function every answer calls): a synthetic snapshot of 1,000 edges
-//!    over 80 sites (and other sizes), clients from many places and ISPs,
-//!    Zipf titles; one thread; decisions/s and each decision's latency.
+//! 1. The ranker in-process (`outpost_steering::rank::Prepared::rank`, the
+//!    pure function every answer calls, over a snapshot indexed once as
+//!    steering does when cache-control streams a change): a synthetic
+//!    snapshot of 1,000 edges over 80 sites (and other sizes), clients from
+//!    many places and ISPs, Zipf titles; one thread; decisions/s and each
+//!    decision's latency, and how long indexing the snapshot takes.
 //! 2. The playback API over HTTPS: the real binaries (origin,
 //!    cache-control, three edges reporting to it, steering) on loopback;
 //!    many connections from the three ISPs' client networks loop `POST
@@ -20,7 +22,7 @@ use anyhow::{bail, Result};
 use bytes::Bytes;
 use http::Method;
 use outpost_proto::EdgeState;
-use outpost_steering::rank::{self, Client, Edge, Policy};
+use outpost_steering::rank::{Client, Edge, Policy, Prepared};
 use serde::Serialize;
 
 use crate::fleet::{self, Fleet, FleetConfig, ISPS};
@@ -141,6 +143,9 @@ struct RankerRun {
     decisions: usize,
     decisions_per_s: f64,
     latency_us: Micros,
+    /// Median time to index the snapshot (`Prepared::new`, once per
+    /// change steering sees), microseconds.
+    prepare_us: f64,
     #[serde(flatten)]
     quiet: procs::Quiet,
 }
@@ -157,6 +162,19 @@ fn ranker(s: &Snapshot, seconds: f64, titles: u32) -> RankerRun {
     let mut rng = Rng(0x5eed ^ s.edges as u64);
     let popularity = Zipf::new(titles as usize, 0.8);
     let edges = snapshot(s, &popularity, &mut rng);
+    let mut builds: Vec<Duration> = (0..21)
+        .map(|_| {
+            let copy = edges.clone();
+            let t0 = Instant::now();
+            let prepared = black_box(Prepared::new(black_box(copy)));
+            let took = t0.elapsed();
+            drop(prepared);
+            took
+        })
+        .collect();
+    builds.sort_unstable();
+    let prepare_us = builds[builds.len() / 2].as_secs_f64() * 1e6;
+    let edges = Prepared::new(edges);
     let clients: Vec<Client> = (0..4096).map(|_| client(s, &mut rng)).collect();
     let names: Vec<String> = (0..4096)
         .map(|_| format!("t{:04}", popularity.sample(&mut rng)))
@@ -169,7 +187,7 @@ fn ranker(s: &Snapshot, seconds: f64, titles: u32) -> RankerRun {
     while started.elapsed() < budget || i == 0 {
         let (c, t) = (&clients[i % clients.len()], &names[(i * 7 + i / 4096) % names.len()]);
         let t0 = Instant::now();
-        black_box(rank::rank(black_box(&edges), c, t, &policy));
+        black_box(black_box(&edges).rank(c, t, &policy));
         lat.push(t0.elapsed());
         i += 1;
     }
@@ -184,6 +202,7 @@ fn ranker(s: &Snapshot, seconds: f64, titles: u32) -> RankerRun {
             p99: p.p99_ms * 1e3,
             max: p.max_ms * 1e3,
         },
+        prepare_us,
         quiet: procs::Quiet::default(),
     }
 }
@@ -269,14 +288,15 @@ pub async fn run(o: Opts) -> Result<()> {
             .await?;
         r.quiet = quiet;
         println!(
-            "  ranker {} edges / {} sites, {:.0}% not up: {:.0} decisions/s, p50 {:.1} µs, p99 {:.1} µs, max {:.0} µs",
+            "  ranker {} edges / {} sites, {:.0}% not up: {:.0} decisions/s, p50 {:.1} µs, p99 {:.1} µs, max {:.0} µs; indexing the snapshot {:.0} µs",
             s.edges,
             s.sites,
             s.not_up * 100.0,
             r.decisions_per_s,
             r.latency_us.p50,
             r.latency_us.p99,
-            r.latency_us.max
+            r.latency_us.max,
+            r.prepare_us
         );
         rruns.push(r);
     }
@@ -289,6 +309,7 @@ pub async fn run(o: Opts) -> Result<()> {
         "p50 µs",
         "p99 µs",
         "max µs",
+        "index µs",
     ]);
     for r in &rruns {
         t.row(vec![
@@ -300,6 +321,7 @@ pub async fn run(o: Opts) -> Result<()> {
             f(r.latency_us.p50, 1),
             f(r.latency_us.p99, 1),
             f(r.latency_us.max, 0),
+            f(r.prepare_us, 0),
         ]);
     }
     println!("\nranker (one thread, in-process)\n{}", t.render());

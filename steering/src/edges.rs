@@ -70,13 +70,14 @@ pub fn to_rank_edge(v: &EdgeView) -> Option<rank::Edge> {
 
 /// The merged edge list, rebuilt whenever a replica's view changes.
 pub struct EdgeSet {
-    rx: watch::Receiver<Arc<Vec<rank::Edge>>>,
+    rx: watch::Receiver<Arc<rank::Prepared>>,
     views: watch::Receiver<Arc<Vec<EdgeView>>>,
 }
 
 impl EdgeSet {
-    /// The ranker input as of now (cheap: an `Arc` clone).
-    pub fn current(&self) -> Arc<Vec<rank::Edge>> {
+    /// The ranker input as of now, indexed once per change (cheap: an
+    /// `Arc` clone).
+    pub fn current(&self) -> Arc<rank::Prepared> {
         self.rx.borrow().clone()
     }
 
@@ -87,7 +88,7 @@ impl EdgeSet {
 
     /// Follow every replica until `shutdown`.
     pub fn follow(client: StreamClient, replicas: &[String], quiet: Duration, shutdown: Shutdown) -> EdgeSet {
-        let (tx, rx) = watch::channel(Arc::new(Vec::new()));
+        let (tx, rx) = watch::channel(Arc::new(rank::Prepared::default()));
         let (vtx, views) = watch::channel(Arc::new(Vec::new()));
         let mut receivers = Vec::new();
         for base in replicas {
@@ -101,7 +102,7 @@ impl EdgeSet {
                     receivers.iter_mut().map(|r| r.borrow_and_update().clone()).collect();
                 let merged = merge(&current);
                 let edges: Vec<rank::Edge> = merged.iter().filter_map(to_rank_edge).collect();
-                tx.send_replace(Arc::new(edges));
+                tx.send_replace(Arc::new(rank::Prepared::new(edges)));
                 vtx.send_replace(Arc::new(merged));
                 let changed = futures_util::future::select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
                 tokio::select! {

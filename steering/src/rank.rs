@@ -14,8 +14,16 @@
 //!    title over the site's edges (weight = capacity), so each title
 //!    concentrates on few edges.
 //! 4. The top `k` on distinct hosts, each with its reason.
+//!
+//! [`Prepared`] indexes a snapshot once (candidates grouped by site, mean
+//! loads, positions, ASN and prefix tables), so a decision costs
+//! O(sites + members of the sites it visits); [`rank`] builds that index
+//! per call (O(n log n)). Both give the same answer.
 
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::IpAddr;
+use std::ops::Range;
 
 use outpost_proto::EdgeState;
 
@@ -113,11 +121,15 @@ pub struct Ranked {
 
 /// Great-circle distance in km (haversine).
 pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
-    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
-    let dp = p2 - p1;
-    let dl = (lon2 - lon1).to_radians();
-    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
-    2.0 * 6371.0 * a.sqrt().min(1.0).asin()
+    haversine(&Position::new(lat1, lon1), &Position::new(lat2, lon2))
+}
+
+/// [`distance_km`] with each latitude's radians and cosine computed once.
+fn haversine(a: &Position, b: &Position) -> f64 {
+    let dp = b.lat_rad - a.lat_rad;
+    let dl = (b.lon - a.lon).to_radians();
+    let h = (dp / 2.0).sin().powi(2) + a.cos_lat * b.cos_lat * (dl / 2.0).sin().powi(2);
+    2.0 * 6371.0 * h.sqrt().min(1.0).asin()
 }
 
 /// Is `ip` inside `net/len`? IPv4-mapped IPv6 addresses count as IPv4.
@@ -148,15 +160,20 @@ pub fn parse_prefix(s: &str) -> Option<(IpAddr, u8)> {
     (len <= max).then_some((ip, len))
 }
 
-/// FNV-1a then a 64-bit finalizer (splitmix): stable across runs and
-/// platforms, which rendezvous hashing needs (every steering replica
-/// must agree).
-fn hash(title: &str, edge: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in title.bytes().chain([0xff]).chain(edge.bytes()) {
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a over `bytes`, continuing from `h`.
+fn fnv(mut h: u64, bytes: impl IntoIterator<Item = u8>) -> u64 {
+    for b in bytes {
         h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        h = h.wrapping_mul(FNV_PRIME);
     }
+    h
+}
+
+/// The 64-bit finalizer (splitmix).
+fn finish(mut h: u64) -> u64 {
     h ^= h >> 30;
     h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h ^= h >> 27;
@@ -164,9 +181,17 @@ fn hash(title: &str, edge: &str) -> u64 {
     h ^ (h >> 31)
 }
 
+/// The rendezvous hash of (title, edge) is FNV-1a over `title`, 0xff,
+/// `edge`, then splitmix: stable across runs and platforms, which
+/// rendezvous hashing needs (every steering replica must agree). This is
+/// the FNV state after `title` and 0xff, computed once per decision.
+fn title_seed(title: &str) -> u64 {
+    fnv(FNV_OFFSET, title.bytes().chain([0xff]))
+}
+
 /// Weighted rendezvous score (higher wins): `-w / ln(u)`, u in (0, 1).
-fn rendezvous(title: &str, e: &Edge) -> f64 {
-    let u = ((hash(title, &e.id) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+fn rendezvous(seed: u64, e: &Edge) -> f64 {
+    let u = ((finish(fnv(seed, e.id.bytes())) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
     let w = if e.weight.is_finite() && e.weight > 0.0 {
         e.weight
     } else {
@@ -181,92 +206,372 @@ fn host(url: &str) -> &str {
 }
 
 /// Rank `edges` for `client` and `title`.
+///
+/// Indexes `edges` first (O(n log n)); steering ranks a [`Prepared`]
+/// snapshot instead, which keeps the index between decisions. Both give
+/// the same answer.
 pub fn rank(edges: &[Edge], client: &Client, title: &str, policy: &Policy) -> Vec<Ranked> {
-    let usable = |s: EdgeState| edges.iter().any(|e| e.state == s);
-    let (pool_state, only_overloaded) = if usable(EdgeState::Up) {
-        (EdgeState::Up, false)
-    } else {
-        (EdgeState::Overloaded, true)
-    };
-    let candidates: Vec<usize> = (0..edges.len()).filter(|&i| edges[i].state == pool_state).collect();
+    rank_indexed(edges, &Index::new(edges), client, title, policy)
+}
 
-    // Sites and their tier.
-    let mut sites: Vec<&str> = candidates.iter().map(|&i| edges[i].site.as_str()).collect();
-    sites.sort_unstable();
-    sites.dedup();
-    let in_isp = |site: &str| {
-        client.site.as_deref() == Some(site)
-            || candidates
+/// An edge snapshot prepared for ranking: the edges plus what every
+/// decision would otherwise recompute from them (the candidates grouped by
+/// site, each site's mean load and distinct positions, ASN and prefix
+/// lookup tables). Build it once per snapshot; [`Prepared::rank`] then
+/// costs O(sites + the members of the sites it visits), not
+/// O(sites × edges). It derefs to the edges (indices in [`Ranked`] point
+/// into them).
+#[derive(Debug, Clone, Default)]
+pub struct Prepared {
+    edges: Vec<Edge>,
+    index: Index,
+}
+
+impl Prepared {
+    pub fn new(edges: Vec<Edge>) -> Self {
+        let index = Index::new(&edges);
+        Self { edges, index }
+    }
+
+    pub fn edges(&self) -> &[Edge] {
+        &self.edges
+    }
+
+    /// Same answer as [`rank`] over [`Prepared::edges`].
+    pub fn rank(&self, client: &Client, title: &str, policy: &Policy) -> Vec<Ranked> {
+        rank_indexed(&self.edges, &self.index, client, title, policy)
+    }
+}
+
+impl std::ops::Deref for Prepared {
+    type Target = [Edge];
+
+    fn deref(&self) -> &[Edge] {
+        &self.edges
+    }
+}
+
+/// One candidate site. Sites are sorted by name, so a site's index is
+/// also its place in the final tie-break.
+#[derive(Debug, Clone)]
+struct Site {
+    /// Its candidates: a range of `Index::members`.
+    members: Range<usize>,
+    /// Their distinct positions: a range of `Index::positions`.
+    positions: Range<usize>,
+    /// Mean of the members' loads (negative counted as 0).
+    mean_load: f64,
+}
+
+/// A position with its latitude in radians and that latitude's cosine,
+/// as [`haversine`] needs them.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    lat_rad: f64,
+    cos_lat: f64,
+    lon: f64,
+}
+
+impl Position {
+    fn new(lat: f64, lon: f64) -> Self {
+        let lat_rad = lat.to_radians();
+        Self {
+            lat_rad,
+            cos_lat: lat_rad.cos(),
+            lon,
+        }
+    }
+}
+
+/// The candidate sites announcing networks of one family and length.
+#[derive(Debug, Clone)]
+struct PrefixTable {
+    v4: bool,
+    mask: u128,
+    /// Masked network → sites (ascending, distinct).
+    nets: HashMap<u128, Vec<usize>>,
+}
+
+/// What ranking needs from a snapshot, derived from the edges alone.
+#[derive(Debug, Clone, Default)]
+struct Index {
+    /// No edge is up: the candidates are the overloaded ones.
+    only_overloaded: bool,
+    sites: Vec<Site>,
+    /// Candidate edge indices grouped by site, ascending inside a site.
+    members: Vec<usize>,
+    positions: Vec<Position>,
+    /// ASN → sites with a candidate listing it (ascending, distinct).
+    by_asn: HashMap<u32, Vec<usize>>,
+    by_prefix: Vec<PrefixTable>,
+}
+
+/// An IP as bits plus family; IPv4-mapped IPv6 addresses count as IPv4
+/// (as in [`in_prefix`]).
+fn ip_bits(ip: IpAddr) -> (bool, u128) {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => (true, u32::from(v4) as u128),
+            None => (false, u128::from(v6)),
+        },
+        IpAddr::V4(v4) => (true, u32::from(v4) as u128),
+    }
+}
+
+/// The mask of a prefix of `len` bits; None when `len` is too long for
+/// the family (such a prefix never matches).
+fn prefix_mask(v4: bool, len: u8) -> Option<u128> {
+    match (v4, len) {
+        (_, 0) => Some(0),
+        (true, 1..=32) => Some((u32::MAX << (32 - len)) as u128),
+        (false, 1..=128) => Some(u128::MAX << (128 - len)),
+        _ => None,
+    }
+}
+
+/// Push `x` unless it is already last (callers push in ascending order).
+fn push_distinct(v: &mut Vec<usize>, x: usize) {
+    if v.last() != Some(&x) {
+        v.push(x);
+    }
+}
+
+impl Index {
+    fn new(edges: &[Edge]) -> Self {
+        let only_overloaded = !edges.iter().any(|e| e.state == EdgeState::Up);
+        let pool = if only_overloaded {
+            EdgeState::Overloaded
+        } else {
+            EdgeState::Up
+        };
+        let mut members: Vec<usize> = (0..edges.len()).filter(|&i| edges[i].state == pool).collect();
+        // Stable: ascending indices inside a site.
+        members.sort_by(|&a, &b| edges[a].site.cmp(&edges[b].site));
+
+        let mut ix = Index {
+            only_overloaded,
+            ..Default::default()
+        };
+        let mut prefixes: BTreeMap<(bool, u8), HashMap<u128, Vec<usize>>> = BTreeMap::new();
+        let mut start = 0;
+        while start < members.len() {
+            let name = &edges[members[start]].site;
+            let len = members[start..].iter().take_while(|&&i| edges[i].site == *name).count();
+            let group = &members[start..start + len];
+            let s = ix.sites.len();
+
+            let mean_load = group.iter().map(|&i| edges[i].load.max(0.0)).sum::<f64>() / group.len() as f64;
+            let mut spots: Vec<(u64, u64)> = group
                 .iter()
-                .map(|&i| &edges[i])
-                .filter(|e| e.site == site)
-                .any(|e| {
-                    client.asn.is_some_and(|a| e.asns.contains(&a))
-                        || client
-                            .ip
-                            .is_some_and(|ip| e.prefixes.iter().any(|&(n, l)| in_prefix(ip, n, l)))
-                })
-    };
-    let site_distance = |site: &str| -> Option<f64> {
-        let (lat, lon) = (client.lat?, client.lon?);
-        candidates
-            .iter()
-            .map(|&i| &edges[i])
-            .filter(|e| e.site == site)
-            .map(|e| distance_km(lat, lon, e.lat, e.lon))
-            .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.min(d))))
-    };
-    let mut tiered: Vec<(u8, usize, f64, &str, Reason)> = sites
-        .iter()
-        .map(|&s| {
-            let d = site_distance(s);
-            if in_isp(s) {
-                (0, 0, d.unwrap_or(0.0), s, Reason::Isp)
-            } else if let Some(pos) = policy.fallback_sites.iter().position(|f| f == s) {
-                (2, pos, 0.0, s, Reason::Fallback)
-            } else {
-                // Unknown distance sorts after every known one.
-                (1, 0, d.unwrap_or(f64::MAX), s, Reason::Geo)
+                .map(|&i| (edges[i].lat.to_bits(), edges[i].lon.to_bits()))
+                .collect();
+            spots.sort_unstable();
+            spots.dedup();
+            let first_position = ix.positions.len();
+            ix.positions.extend(
+                spots
+                    .into_iter()
+                    .map(|(lat, lon)| Position::new(f64::from_bits(lat), f64::from_bits(lon))),
+            );
+            for &i in group {
+                for &asn in &edges[i].asns {
+                    push_distinct(ix.by_asn.entry(asn).or_default(), s);
+                }
+                for &(net, len) in &edges[i].prefixes {
+                    let (v4, bits) = match net {
+                        IpAddr::V4(n) => (true, u32::from(n) as u128),
+                        IpAddr::V6(n) => (false, u128::from(n)),
+                    };
+                    if let Some(mask) = prefix_mask(v4, len) {
+                        push_distinct(
+                            prefixes.entry((v4, len)).or_default().entry(bits & mask).or_default(),
+                            s,
+                        );
+                    }
+                }
             }
+            ix.sites.push(Site {
+                members: start..start + len,
+                positions: first_position..ix.positions.len(),
+                mean_load,
+            });
+            start += len;
+        }
+        ix.members = members;
+        ix.by_prefix = prefixes
+            .into_iter()
+            .filter_map(|((v4, len), nets)| {
+                Some(PrefixTable {
+                    v4,
+                    mask: prefix_mask(v4, len)?,
+                    nets,
+                })
+            })
+            .collect();
+        ix
+    }
+
+    /// The candidate site named `name`.
+    fn site(&self, edges: &[Edge], name: &str) -> Option<usize> {
+        self.sites
+            .binary_search_by(|s| {
+                let first = self.members.get(s.members.start).and_then(|&i| edges.get(i));
+                first.map_or("", |e| e.site.as_str()).cmp(name)
+            })
+            .ok()
+    }
+
+    /// Sites with a candidate announcing a prefix that holds `ip`.
+    fn prefix_sites(&self, ip: IpAddr) -> impl Iterator<Item = usize> + '_ {
+        let (v4, bits) = ip_bits(ip);
+        self.by_prefix
+            .iter()
+            .filter(move |t| t.v4 == v4)
+            .filter_map(move |t| t.nets.get(&(bits & t.mask)))
+            .flatten()
+            .copied()
+    }
+
+    /// The distance from `here` to the site's nearest candidate.
+    fn distance(&self, site: &Site, here: &Position) -> Option<f64> {
+        self.positions
+            .get(site.positions.clone())?
+            .iter()
+            .map(|p| haversine(here, p))
+            .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.min(d))))
+    }
+}
+
+/// A site's place in the answer: tier (ISP, geo, fallback), fallback
+/// position, distance, then name (its index).
+#[derive(Debug, Clone, Copy)]
+struct SiteKey {
+    tier: u8,
+    pos: usize,
+    dist: f64,
+    site: usize,
+}
+
+impl Ord for SiteKey {
+    fn cmp(&self, o: &Self) -> Ordering {
+        (self.tier, self.pos)
+            .cmp(&(o.tier, o.pos))
+            .then(self.dist.total_cmp(&o.dist))
+            .then(self.site.cmp(&o.site))
+    }
+}
+
+impl PartialOrd for SiteKey {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl PartialEq for SiteKey {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+
+impl Eq for SiteKey {}
+
+fn rank_indexed(edges: &[Edge], ix: &Index, client: &Client, title: &str, policy: &Policy) -> Vec<Ranked> {
+    const ISP: (u8, usize) = (0, 0);
+    const GEO: (u8, usize) = (1, 0);
+    if ix.sites.is_empty() {
+        return Vec::new();
+    }
+
+    // Sites in tiers: ISP over fallback over geo; the first listing of a
+    // fallback site counts.
+    let mut tier = vec![GEO; ix.sites.len()];
+    for (pos, name) in policy.fallback_sites.iter().enumerate().rev() {
+        if let Some(s) = ix.site(edges, name) {
+            tier[s] = (2, pos);
+        }
+    }
+    if let Some(s) = client.site.as_deref().and_then(|name| ix.site(edges, name)) {
+        tier[s] = ISP;
+    }
+    for &s in client.asn.and_then(|a| ix.by_asn.get(&a)).into_iter().flatten() {
+        tier[s] = ISP;
+    }
+    if let Some(ip) = client.ip {
+        for s in ix.prefix_sites(ip) {
+            tier[s] = ISP;
+        }
+    }
+    let here = match (client.lat, client.lon) {
+        (Some(lat), Some(lon)) => Some(Position::new(lat, lon)),
+        _ => None,
+    };
+    let keys: Vec<Reverse<SiteKey>> = ix
+        .sites
+        .iter()
+        .zip(tier)
+        .enumerate()
+        .map(|(s, (site, (tier, pos)))| {
+            let d = || here.as_ref().and_then(|h| ix.distance(site, h));
+            let dist = match tier {
+                0 => d().unwrap_or(0.0),
+                // Unknown distance sorts after every known one.
+                1 => d().unwrap_or(f64::MAX),
+                _ => 0.0,
+            };
+            Reverse(SiteKey {
+                tier,
+                pos,
+                dist,
+                site: s,
+            })
         })
         .collect();
-    tiered.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then(a.2.total_cmp(&b.2)).then(a.3.cmp(b.3)));
+    // A heap: usually the first site or two fill the answer.
+    let mut order = BinaryHeap::from(keys);
 
-    let mut out: Vec<Ranked> = Vec::new();
-    let mut hosts: Vec<&str> = Vec::new();
-    for (_, _, _, site, reason) in tiered {
-        let mut members: Vec<usize> = candidates.iter().copied().filter(|&i| edges[i].site == site).collect();
-        let mean = members.iter().map(|&i| edges[i].load.max(0.0)).sum::<f64>() / members.len() as f64;
+    let seed = title_seed(title);
+    let mut out: Vec<Ranked> = Vec::with_capacity(policy.k.min(ix.members.len()));
+    let mut hosts: Vec<&str> = Vec::with_capacity(out.capacity());
+    let mut keyed: Vec<(bool, bool, f64, usize)> = Vec::new();
+    while let Some(Reverse(key)) = order.pop() {
+        let reason = match (ix.only_overloaded, key.tier) {
+            (true, _) => Reason::Overloaded,
+            (_, 0) => Reason::Isp,
+            (_, 1) => Reason::Geo,
+            _ => Reason::Fallback,
+        };
+        let Some(site) = ix.sites.get(key.site) else {
+            continue;
+        };
+        let mean = site.mean_load;
         let over = |i: usize| {
             let load = edges[i].load;
             mean > 0.0 && load > policy.bounded_load_floor && load > policy.bounded_load * mean + 1e-9
         };
         let holds = |i: usize| edges[i].titles.iter().any(|t| t == title);
-        let mut keyed: Vec<(bool, bool, f64, usize)> = members
-            .drain(..)
-            .map(|i| (over(i), !holds(i), -rendezvous(title, &edges[i]), i))
-            .collect();
+        keyed.clear();
+        keyed.extend(
+            ix.members[site.members.clone()]
+                .iter()
+                .map(|&i| (over(i), !holds(i), -rendezvous(seed, &edges[i]), i)),
+        );
         keyed.sort_by(|a, b| {
             (a.0, a.1)
                 .cmp(&(b.0, b.1))
                 .then(a.2.total_cmp(&b.2))
                 .then(a.3.cmp(&b.3))
         });
-        for (over_bounded_load, _, _, i) in keyed {
+        for &(over_bounded_load, _, _, i) in &keyed {
             let e = &edges[i];
             let h = host(&e.url);
             if hosts.contains(&h) {
                 continue;
             }
             hosts.push(h);
-            let distance_km = match (client.lat, client.lon) {
-                (Some(lat), Some(lon)) => Some(distance_km(lat, lon, e.lat, e.lon)),
-                _ => None,
-            };
             out.push(Ranked {
                 index: i,
-                reason: if only_overloaded { Reason::Overloaded } else { reason },
-                distance_km,
+                reason,
+                distance_km: here.as_ref().map(|h| haversine(h, &Position::new(e.lat, e.lon))),
                 over_bounded_load,
             });
             if out.len() == policy.k {
@@ -295,6 +600,149 @@ pub(crate) mod tests {
             weight: 10.0,
             load: 0.1,
             titles: vec![],
+        }
+    }
+
+    /// The ranker before the index (O(sites × edges)), kept as the
+    /// reference the indexed one must agree with.
+    mod reference {
+        use super::super::{in_prefix, Client, Edge, EdgeState, Policy, Ranked, Reason};
+
+        fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+            let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+            let dp = p2 - p1;
+            let dl = (lon2 - lon1).to_radians();
+            let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+            2.0 * 6371.0 * a.sqrt().min(1.0).asin()
+        }
+
+        /// FNV-1a then a 64-bit finalizer (splitmix): stable across runs and
+        /// platforms, which rendezvous hashing needs (every steering replica
+        /// must agree).
+        pub(super) fn hash(title: &str, edge: &str) -> u64 {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in title.bytes().chain([0xff]).chain(edge.bytes()) {
+                h ^= b as u64;
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            h ^= h >> 30;
+            h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            h ^= h >> 27;
+            h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+            h ^ (h >> 31)
+        }
+
+        /// Weighted rendezvous score (higher wins): `-w / ln(u)`, u in (0, 1).
+        fn rendezvous(title: &str, e: &Edge) -> f64 {
+            let u = ((hash(title, &e.id) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+            let w = if e.weight.is_finite() && e.weight > 0.0 {
+                e.weight
+            } else {
+                1.0
+            };
+            -w / u.ln()
+        }
+
+        fn host(url: &str) -> &str {
+            let rest = url.split_once("://").map_or(url, |(_, r)| r);
+            rest.split('/').next().unwrap_or(rest)
+        }
+
+        /// Rank `edges` for `client` and `title`.
+        pub(crate) fn rank(edges: &[Edge], client: &Client, title: &str, policy: &Policy) -> Vec<Ranked> {
+            let usable = |s: EdgeState| edges.iter().any(|e| e.state == s);
+            let (pool_state, only_overloaded) = if usable(EdgeState::Up) {
+                (EdgeState::Up, false)
+            } else {
+                (EdgeState::Overloaded, true)
+            };
+            let candidates: Vec<usize> = (0..edges.len()).filter(|&i| edges[i].state == pool_state).collect();
+
+            // Sites and their tier.
+            let mut sites: Vec<&str> = candidates.iter().map(|&i| edges[i].site.as_str()).collect();
+            sites.sort_unstable();
+            sites.dedup();
+            let in_isp = |site: &str| {
+                client.site.as_deref() == Some(site)
+                    || candidates
+                        .iter()
+                        .map(|&i| &edges[i])
+                        .filter(|e| e.site == site)
+                        .any(|e| {
+                            client.asn.is_some_and(|a| e.asns.contains(&a))
+                                || client
+                                    .ip
+                                    .is_some_and(|ip| e.prefixes.iter().any(|&(n, l)| in_prefix(ip, n, l)))
+                        })
+            };
+            let site_distance = |site: &str| -> Option<f64> {
+                let (lat, lon) = (client.lat?, client.lon?);
+                candidates
+                    .iter()
+                    .map(|&i| &edges[i])
+                    .filter(|e| e.site == site)
+                    .map(|e| distance_km(lat, lon, e.lat, e.lon))
+                    .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.min(d))))
+            };
+            let mut tiered: Vec<(u8, usize, f64, &str, Reason)> = sites
+                .iter()
+                .map(|&s| {
+                    let d = site_distance(s);
+                    if in_isp(s) {
+                        (0, 0, d.unwrap_or(0.0), s, Reason::Isp)
+                    } else if let Some(pos) = policy.fallback_sites.iter().position(|f| f == s) {
+                        (2, pos, 0.0, s, Reason::Fallback)
+                    } else {
+                        // Unknown distance sorts after every known one.
+                        (1, 0, d.unwrap_or(f64::MAX), s, Reason::Geo)
+                    }
+                })
+                .collect();
+            tiered.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then(a.2.total_cmp(&b.2)).then(a.3.cmp(b.3)));
+
+            let mut out: Vec<Ranked> = Vec::new();
+            let mut hosts: Vec<&str> = Vec::new();
+            for (_, _, _, site, reason) in tiered {
+                let mut members: Vec<usize> = candidates.iter().copied().filter(|&i| edges[i].site == site).collect();
+                let mean = members.iter().map(|&i| edges[i].load.max(0.0)).sum::<f64>() / members.len() as f64;
+                let over = |i: usize| {
+                    let load = edges[i].load;
+                    mean > 0.0 && load > policy.bounded_load_floor && load > policy.bounded_load * mean + 1e-9
+                };
+                let holds = |i: usize| edges[i].titles.iter().any(|t| t == title);
+                let mut keyed: Vec<(bool, bool, f64, usize)> = members
+                    .drain(..)
+                    .map(|i| (over(i), !holds(i), -rendezvous(title, &edges[i]), i))
+                    .collect();
+                keyed.sort_by(|a, b| {
+                    (a.0, a.1)
+                        .cmp(&(b.0, b.1))
+                        .then(a.2.total_cmp(&b.2))
+                        .then(a.3.cmp(&b.3))
+                });
+                for (over_bounded_load, _, _, i) in keyed {
+                    let e = &edges[i];
+                    let h = host(&e.url);
+                    if hosts.contains(&h) {
+                        continue;
+                    }
+                    hosts.push(h);
+                    let distance_km = match (client.lat, client.lon) {
+                        (Some(lat), Some(lon)) => Some(distance_km(lat, lon, e.lat, e.lon)),
+                        _ => None,
+                    };
+                    out.push(Ranked {
+                        index: i,
+                        reason: if only_overloaded { Reason::Overloaded } else { reason },
+                        distance_km,
+                        over_bounded_load,
+                    });
+                    if out.len() == policy.k {
+                        return out;
+                    }
+                }
+            }
+            out
         }
     }
 
@@ -503,6 +951,181 @@ pub(crate) mod tests {
         );
         assert_eq!(r.len(), 2);
         assert!(rank(&[], &Client::default(), "t", &Policy::default()).is_empty());
+    }
+
+    /// SplitMix64, for seeded random snapshots.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+        fn unit(&mut self) -> f64 {
+            (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        }
+        fn pick<T: Clone>(&mut self, xs: &[T]) -> T {
+            xs[self.below(xs.len())].clone()
+        }
+        fn chance(&mut self, p: f64) -> bool {
+            self.unit() < p
+        }
+    }
+
+    const SITES: [&str; 7] = ["ams", "fra", "nyc", "lon", "sfo", "ams2", ""];
+    const TITLES: [&str; 5] = ["t1", "t2", "t3", "", "t1 "];
+    const ODD: [f64; 8] = [0.0, -0.0, -1.0, 1e-12, f64::NAN, f64::INFINITY, 0.1, 0.125];
+
+    fn some_ip(rng: &mut Rng) -> IpAddr {
+        match rng.below(4) {
+            0 => IpAddr::from([10, rng.below(3) as u8, rng.below(3) as u8, rng.below(256) as u8]),
+            1 => IpAddr::from([0x2001, 0xdb8, rng.below(3) as u16, 0, 0, 0, 0, rng.below(9) as u16]),
+            2 => IpAddr::from([
+                0,
+                0,
+                0,
+                0,
+                0,
+                0xffff,
+                0x0a00 + rng.below(3) as u16,
+                rng.below(700) as u16,
+            ]),
+            _ => IpAddr::from([rng.below(256) as u8, 2, 3, 4]),
+        }
+    }
+
+    fn random_edge(rng: &mut Rng, i: usize, places: &[(f64, f64)]) -> Edge {
+        let site = rng.below(SITES.len());
+        let (lat, lon) = if rng.chance(0.8) {
+            places[site]
+        } else if rng.chance(0.9) {
+            (-90.0 + 180.0 * rng.unit(), -180.0 + 360.0 * rng.unit())
+        } else {
+            (rng.pick(&ODD), rng.pick(&ODD))
+        };
+        let prefixes = (0..rng.below(3))
+            .map(|_| {
+                let ip = some_ip(rng);
+                let max = if ip.is_ipv4() { 32 } else { 128 };
+                let any = rng.below(max as usize + 1) as u8;
+                (ip, rng.pick(&[0, 8, 16, 24, max, max + 1, any]))
+            })
+            .collect();
+        Edge {
+            id: format!("e{}", rng.below(1000) + i * 1000),
+            site: SITES[site].into(),
+            state: rng.pick(&[
+                EdgeState::Up,
+                EdgeState::Up,
+                EdgeState::Overloaded,
+                EdgeState::Down,
+                EdgeState::Draining,
+            ]),
+            asns: (0..rng.below(3)).map(|_| 64500 + rng.below(6) as u32).collect(),
+            prefixes,
+            lat,
+            lon,
+            // Some edges share a host.
+            url: format!("https://h{}:8443/x", rng.below(12)),
+            weight: if rng.chance(0.8) {
+                rng.pick(&[1.0, 10.0, 40.0, 100.0])
+            } else {
+                rng.pick(&ODD)
+            },
+            load: if rng.chance(0.8) { rng.unit() } else { rng.pick(&ODD) },
+            titles: (0..rng.below(3)).map(|_| rng.pick(&TITLES).to_string()).collect(),
+        }
+    }
+
+    fn random_world(rng: &mut Rng) -> Vec<Edge> {
+        let places: Vec<(f64, f64)> = SITES
+            .iter()
+            .map(|_| (-60.0 + 120.0 * rng.unit(), -180.0 + 360.0 * rng.unit()))
+            .collect();
+        let n = rng.pick(&[0, 1, 2, 5, 12, 40]);
+        let mut w: Vec<Edge> = (0..n).map(|i| random_edge(rng, i, &places)).collect();
+        if rng.chance(0.2) {
+            // Nothing up: the overloaded edges are the last resort.
+            for e in &mut w {
+                if e.state == EdgeState::Up {
+                    e.state = EdgeState::Overloaded;
+                }
+            }
+        }
+        w
+    }
+
+    fn random_client(rng: &mut Rng) -> Client {
+        Client {
+            ip: rng.chance(0.8).then(|| some_ip(rng)),
+            asn: rng.chance(0.5).then(|| 64500 + rng.below(7) as u32),
+            site: rng
+                .chance(0.2)
+                .then(|| rng.pick(&SITES).to_string() + rng.pick(&["", "x"])),
+            lat: rng.chance(0.8).then(|| -90.0 + 180.0 * rng.unit()),
+            lon: rng.chance(0.8).then(|| -180.0 + 360.0 * rng.unit()),
+        }
+    }
+
+    fn random_policy(rng: &mut Rng) -> Policy {
+        Policy {
+            k: rng.pick(&[0, 1, 2, 4, 100]),
+            bounded_load: rng.pick(&[1.0, 1.25, 2.0, 0.5]),
+            bounded_load_floor: rng.pick(&[0.0, 0.1, 0.5]),
+            fallback_sites: (0..rng.below(4)).map(|_| rng.pick(&SITES).to_string()).collect(),
+        }
+    }
+
+    /// Comparable form of an answer (NaN distances compare by bits).
+    fn bits(r: &[Ranked]) -> Vec<(usize, Reason, Option<u64>, bool)> {
+        r.iter()
+            .map(|x| (x.index, x.reason, x.distance_km.map(f64::to_bits), x.over_bounded_load))
+            .collect()
+    }
+
+    #[test]
+    fn indexed_ranker_agrees_with_the_reference_on_random_snapshots() {
+        let mut rng = Rng(0x7574_706f_7374);
+        let mut seen = std::collections::HashMap::new();
+        for _ in 0..3000 {
+            let w = random_world(&mut rng);
+            let prepared = Prepared::new(w.clone());
+            for _ in 0..8 {
+                let c = random_client(&mut rng);
+                let t = rng.pick(&TITLES);
+                let p = random_policy(&mut rng);
+                let want = reference::rank(&w, &c, t, &p);
+                assert_eq!(bits(&rank(&w, &c, t, &p)), bits(&want), "{w:?}\n{c:?} {t:?} {p:?}");
+                assert_eq!(bits(&prepared.rank(&c, t, &p)), bits(&want), "{w:?}\n{c:?} {t:?} {p:?}");
+                for r in &want {
+                    let by_prefix = r.reason == Reason::Isp && c.asn.is_none() && c.site.is_none();
+                    *seen
+                        .entry((r.reason.as_str(), r.over_bounded_load, by_prefix))
+                        .or_insert(0) += 1;
+                }
+            }
+        }
+        // The snapshots exercise every tier, the bounded load and ISP by prefix.
+        for reason in ["isp", "geo", "fallback", "overloaded"] {
+            assert!(seen.get(&(reason, false, false)) > Some(&100), "{reason}: {seen:?}");
+        }
+        assert!(seen.get(&("geo", true, false)) > Some(&100), "{seen:?}");
+        assert!(seen.get(&("isp", false, true)) > Some(&100), "{seen:?}");
+    }
+
+    #[test]
+    fn rendezvous_hash_is_unchanged() {
+        for (t, e) in [("t1", "e1"), ("", ""), ("title", "edge-001-00042"), ("é", "x")] {
+            assert_eq!(finish(fnv(title_seed(t), e.bytes())), reference::hash(t, e));
+        }
+        // Pinned: every steering replica, of every version, must agree.
+        assert_eq!(reference::hash("t1", "e1"), 0x7e9d_3991_5ff9_ad5e);
     }
 
     #[test]

@@ -247,7 +247,7 @@ impl Shared {
     }
 
     /// Locate and rank, with metrics.
-    pub fn decide(&self, ip: IpAddr, title: &str) -> (Location, Arc<Vec<rank::Edge>>, Vec<Ranked>) {
+    pub fn decide(&self, ip: IpAddr, title: &str) -> (Location, Arc<rank::Prepared>, Vec<Ranked>) {
         let started = Instant::now();
         let loc = self.locator.locate(ip);
         let client = rank::Client {
@@ -258,7 +258,7 @@ impl Shared {
             lon: loc.lon,
         };
         let edges = self.edges.current();
-        let ranked = rank::rank(&edges, &client, title, &self.policy);
+        let ranked = edges.rank(&client, title, &self.policy);
         self.metrics.decision_seconds.observe(started.elapsed().as_secs_f64());
         let reason = ranked.first().map_or("none", |r| r.reason.as_str());
         self.metrics.decisions.with_label_values(&[reason]).inc();
