@@ -23,7 +23,7 @@ use outpost_svc::config::de;
 pub struct CorsConfig {
     /// Page origins allowed to read responses (`https://player.example`),
     /// or `["*"]` for any. An empty list turns CORS off (no headers, and a
-    /// preflight gets 405). Default: `["*"]`.
+    /// preflight gets 403). Default: `["*"]`.
     #[serde(default = "any")]
     pub allow_origins: Vec<String>,
     /// How long browsers may cache a preflight answer. Default: 1h.

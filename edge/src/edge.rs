@@ -178,11 +178,21 @@ impl Edge {
     pub async fn handle(self: &Arc<Self>, req: RequestHead) -> EdgeResponse {
         let started = Instant::now();
         let mut access = AccessRecord::new(self.clone(), &req, started);
+        // The token never reaches the key (nor, so, the upstream target),
+        // the access log or the title counts, whatever the answer:
+        // `/t/<token>` is cut from the path here and `CAT` is never a key
+        // parameter. Only `upstream.forward_token` sends it upstream, in a
+        // header of the fill it starts (see `spawn_fill`).
+        let (token, path) = token_of(&req);
+        access.path_skip = req.uri.path().len().saturating_sub(path.len()); // `path` is a suffix
         let mut resp = match self.cors.preflight(&req.method, &req.headers) {
             Some((status, headers)) => (status, headers, EdgeBody::Empty),
-            None => self.route(&req, &mut access).await,
+            None => {
+                let mut resp = self.route(&req, token, &path, &mut access).await;
+                self.cors.decorate(&req.headers, &mut resp.1);
+                resp
+            }
         };
-        self.cors.decorate(&req.headers, &mut resp.1);
         if req.method == Method::HEAD {
             // Refusals and errors carry a text body; a HEAD answer never does.
             resp.2 = EdgeBody::Empty;
@@ -204,6 +214,8 @@ impl Edge {
     async fn route(
         self: &Arc<Self>,
         req: &RequestHead,
+        token: Option<&str>,
+        path: &str,
         access: &mut AccessRecord,
     ) -> (StatusCode, HeaderMap, EdgeBody) {
         if req.method != Method::GET && req.method != Method::HEAD {
@@ -212,13 +224,7 @@ impl Edge {
             h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", h);
         }
-        // The token never reaches the key (nor, so, the upstream target):
-        // `/t/<token>` is cut from the path here and `CAT` is never a key
-        // parameter. Only `upstream.forward_token` sends it upstream, in a
-        // header of the fill it starts (see `spawn_fill`).
-        let (token, path) = token_of(req);
-        access.path_skip = req.uri.path().len().saturating_sub(path.len()); // `path` is a suffix
-        let key = match CacheKey::new(&path, req.uri.query(), &self.cfg.cache.key_query_params) {
+        let key = match CacheKey::new(path, req.uri.query(), &self.cfg.cache.key_query_params) {
             Ok(k) => k,
             Err(e) => {
                 self.metrics.refused.with_label_values(&["bad-path"]).inc();
