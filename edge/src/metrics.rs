@@ -33,6 +33,9 @@ pub struct Metrics {
     pub refused: IntCounterVec,
     /// Health reports sent, by outcome (accepted, refused, failed).
     pub reports: IntCounterVec,
+    /// HTTP/3 body bytes that went to quinn copied instead of handed over
+    /// as they are (`server::h3_send`); stays 0 unless h3's internals changed.
+    pub h3_body_copied: IntCounter,
 }
 
 impl Metrics {
@@ -134,6 +137,12 @@ impl Metrics {
                 "outpost_edge_health_reports_total",
                 "Health reports sent to cache-control replicas, by outcome",
                 &["outcome"],
+                r
+            )
+            .expect("metric"),
+            h3_body_copied: register_int_counter_with_registry!(
+                "outpost_edge_h3_body_copied_bytes_total",
+                "HTTP/3 body bytes copied into quinn instead of handed over without a copy (0 unless h3 changed)",
                 r
             )
             .expect("metric"),

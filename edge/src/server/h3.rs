@@ -247,7 +247,10 @@ async fn request(
         match body.next().await {
             Ok(Some(chunk)) => {
                 let n = chunk.len() as u64;
-                if h3_send::send_body(&mut stream, chunk).await.is_err() {
+                if h3_send::send_body(&mut stream, chunk, &edge.metrics.h3_body_copied)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 access.sent(n);

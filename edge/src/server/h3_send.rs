@@ -15,12 +15,19 @@
 //! staged `Bytes` itself, after checking that it is exactly the payload h3
 //! framed (same memory, same length: `Bytes` are immutable, so the same
 //! bytes). Anything else (HEADERS, GREASE, a plain `send_data`) is copied
-//! once, as h3-quinn does, so a missed hand-off costs speed, never bytes.
+//! once, as h3-quinn does, so a missed hand-off costs speed, never bytes; a
+//! body chunk that was copied is counted in
+//! `outpost_edge_h3_body_copied_bytes_total`, which stays 0 while the
+//! hand-off works (tests/edge.rs checks it over real quinn and h3, so an h3
+//! upgrade that breaks it fails CI). The slot is cleared by a drop guard
+//! however the poll ends, a panic included.
 //! Unidirectional streams (control, QPACK) stay h3-quinn's.
 //!
 //! Unlike h3-quinn, `poll_finish` first flushes data still queued, and a
 //! `send_data` while data is queued appends to it (h3 #360: a cancelled
-//! `send_data` there left a truncated frame or killed the connection).
+//! `send_data` there left a truncated frame or killed the connection). A send
+//! stream dropped with data still queued (a cancelled request task) is reset,
+//! never finished, so a client never sees a clean but short body.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -38,34 +45,73 @@ use quinn::VarInt;
 thread_local! {
     /// The body chunk [`send_body`] is sending, for the duration of one poll.
     static STAGED: Cell<Option<Bytes>> = const { Cell::new(None) };
+    /// Set by `send_data` when it queued the staged chunk itself.
+    static HANDED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Send one body chunk as a DATA frame, handing the `Bytes` to quinn without
 /// copying it (see the module docs). Same result and errors as
-/// `RequestStream::send_data`.
+/// `RequestStream::send_data`. A chunk that was sent but not handed over
+/// (copied, the slow path) is counted in `copied` (bytes), so a change in
+/// h3's internals that silently disables the hand-off shows in the metrics
+/// and fails the h3 integration test instead of only costing CPU.
 pub async fn send_body(
     stream: &mut RequestStream<BidiStream, Bytes>,
     chunk: Bytes,
+    copied: &prometheus::IntCounter,
 ) -> Result<(), h3::error::StreamError> {
+    let len = chunk.len() as u64;
     let mut staged = Some(chunk.clone());
+    let mut handed = false;
     let mut send = pin!(stream.send_data(chunk));
-    std::future::poll_fn(|cx| match staged.take() {
+    let result = std::future::poll_fn(|cx| match staged.take() {
         // h3 calls `SendStream::send_data` synchronously in the first poll.
         Some(chunk) => {
-            STAGED.with(|s| s.set(Some(chunk)));
-            let r = send.as_mut().poll(cx);
-            STAGED.with(|s| s.take());
+            let (r, h) = with_staged(chunk, || send.as_mut().poll(cx));
+            handed = h;
             r
         }
         None => send.as_mut().poll(cx),
     })
-    .await
+    .await;
+    if result.is_ok() && !handed {
+        copied.inc_by(len);
+    }
+    result
+}
+
+/// Run `poll` with `chunk` staged for `send_data`; returns its result and
+/// whether `send_data` queued the chunk itself. The slot is cleared however
+/// `poll` ends, a panic included (a drop guard), so a later, unrelated
+/// `send_data` on this thread can never take a stale chunk.
+fn with_staged<R>(chunk: Bytes, poll: impl FnOnce() -> R) -> (R, bool) {
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            STAGED.with(|s| s.take());
+            HANDED.with(|h| h.set(false));
+        }
+    }
+    let _clear = Clear;
+    HANDED.with(|h| h.set(false));
+    STAGED.with(|s| s.set(Some(chunk)));
+    let r = poll();
+    (r, HANDED.with(|h| h.get()))
+}
+
+/// What `send_data` does with one frame: take the staged chunk (if any),
+/// queue the frame's chunks, record whether the staged chunk went as it is.
+fn queue_frame(frame: &mut impl Buf, out: &mut Vec<Bytes>) {
+    let staged = STAGED.with(|s| s.take());
+    if frame_chunks(frame, staged, out) {
+        HANDED.with(|h| h.set(true));
+    }
 }
 
 /// Split one frame h3 built into the chunks to queue: `staged` as it is when
 /// it is exactly the frame's payload (the bytes after the header, same
-/// memory), the rest copied. Pure.
-fn frame_chunks(frame: &mut impl Buf, staged: Option<Bytes>, out: &mut Vec<Bytes>) {
+/// memory), the rest copied. Returns whether `staged` was queued itself. Pure.
+fn frame_chunks(frame: &mut impl Buf, staged: Option<Bytes>, out: &mut Vec<Bytes>) -> bool {
     let total = frame.remaining();
     if let Some(body) = staged.filter(|b| !b.is_empty() && b.len() <= total) {
         let header = total - body.len();
@@ -76,12 +122,13 @@ fn frame_chunks(frame: &mut impl Buf, staged: Option<Bytes>, out: &mut Vec<Bytes
         if rest.len() == body.len() && rest.as_ptr() == body.as_ptr() {
             frame.advance(body.len());
             out.push(body);
-            return;
+            return true;
         }
     }
     if frame.has_remaining() {
         out.push(frame.copy_to_bytes(frame.remaining()));
     }
+    false
 }
 
 /// An HTTP/3 transport over a quinn connection: h3-quinn's, except for
@@ -259,8 +306,7 @@ impl quic::SendStream<Bytes> for SendStream {
     }
 
     fn send_data<T: Into<WriteBuf<Bytes>>>(&mut self, data: T) -> Result<(), StreamErrorIncoming> {
-        let staged = STAGED.with(|s| s.take());
-        frame_chunks(&mut data.into(), staged, &mut self.queued);
+        queue_frame(&mut data.into(), &mut self.queued);
         Ok(())
     }
 
@@ -280,6 +326,18 @@ impl quic::SendStream<Bytes> for SendStream {
 
     fn send_id(&self) -> StreamId {
         stream_id(self.stream.id())
+    }
+}
+
+/// A send stream dropped with data still queued (its request task was
+/// cancelled between `send_data` and the write, or `poll_finish` never ran)
+/// is reset: quinn would otherwise finish it on drop, and the client would
+/// see a clean end after a short (or truncated-frame) body.
+impl Drop for SendStream {
+    fn drop(&mut self) {
+        if self.queued.iter().any(|c| !c.is_empty()) {
+            quic::SendStream::<Bytes>::reset(self, Code::H3_INTERNAL_ERROR.value());
+        }
     }
 }
 
@@ -414,5 +472,130 @@ mod tests {
         frame_chunks(&mut frame(&[0x00, 0x01], &Bytes::from_static(b"a")), None, &mut out);
         frame_chunks(&mut frame(&[0x00, 0x01], &Bytes::from_static(b"b")), None, &mut out);
         assert_eq!(out.concat(), b"\x00\x01a\x00\x01b");
+    }
+
+    #[test]
+    fn the_slot_is_cleared_when_the_poll_panics() {
+        let body = Bytes::from_static(b"staged");
+        let r = std::panic::catch_unwind(|| with_staged(body.clone(), || panic!("inner poll")));
+        assert!(r.is_err());
+        assert_eq!(
+            STAGED.with(|s| s.take()),
+            None,
+            "no stale chunk left for a later send_data"
+        );
+        assert!(!HANDED.with(|h| h.get()));
+        // A later frame on this thread is copied whole, not matched against a stale chunk.
+        let mut out = Vec::new();
+        queue_frame(&mut frame(&[0x00, 0x06], &body), &mut out);
+        assert_eq!(out, vec![Bytes::from_static(b"\x00\x06staged")]);
+    }
+
+    #[test]
+    fn a_hand_off_is_reported_and_a_miss_is_not() {
+        let body = Bytes::from(vec![1u8; 3000]);
+        let mut out = Vec::new();
+        let ((), handed) = with_staged(body.clone(), || {
+            queue_frame(&mut frame(&[0x00, 0x4b, 0xb8], &body), &mut out)
+        });
+        assert!(handed);
+        assert_eq!(out[1].as_ptr(), body.as_ptr());
+        // send_data not called during the poll (h3 deferring it): not handed, slot cleared.
+        let ((), handed) = with_staged(body.clone(), || ());
+        assert!(!handed);
+        assert_eq!(STAGED.with(|s| s.take()), None);
+        // Called with another payload: copied, not handed.
+        let other = Bytes::from(vec![1u8; 3000]);
+        let mut out = Vec::new();
+        let ((), handed) = with_staged(body.clone(), || {
+            queue_frame(&mut frame(&[0x00, 0x4b, 0xb8], &other), &mut out)
+        });
+        assert!(!handed);
+    }
+
+    /// A quinn server and client on loopback: the server's end of one
+    /// client-opened bidirectional stream, and the client's receiving half.
+    async fn stream_pair(name: &str) -> (Vec<quinn::Connection>, SendStream, quinn::RecvStream) {
+        use outpost_svc::tls;
+        let dir = std::env::temp_dir().join(format!("outpost-h3-send-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let paths = tls::LocalCertPaths::in_dir(&dir, "edge");
+        tls::ensure_local_certs(&paths, &[]).unwrap();
+        let key = tls::load_certified_key(&paths.cert, &paths.key).unwrap();
+        let server_tls = tls::server_config(Arc::new(tls::CertResolver::new(key)), &[b"h3"]);
+        let server_cfg = quinn::ServerConfig::with_crypto(Arc::new(
+            quinn::crypto::rustls::QuicServerConfig::try_from(server_tls).unwrap(),
+        ));
+        let server = quinn::Endpoint::server(server_cfg, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let client_tls = tls::client_config(Some(&paths.ca_cert), &[b"h3"]).unwrap();
+        let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        client.set_default_client_config(quinn::ClientConfig::new(Arc::new(
+            quinn::crypto::rustls::QuicClientConfig::try_from(client_tls).unwrap(),
+        )));
+        let addr = server.local_addr().unwrap();
+        let (server_conn, client_conn) = tokio::join!(async { server.accept().await.unwrap().await.unwrap() }, async {
+            client.connect(addr, "localhost").unwrap().await.unwrap()
+        });
+        let (mut csend, crecv) = client_conn.open_bi().await.unwrap();
+        csend.write_all(b"GET").await.unwrap(); // the server learns of the stream
+        csend.finish().unwrap();
+        let (ssend, _srecv) = server_conn.accept_bi().await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = (server, client); // the connections keep their endpoints' drivers
+        (
+            vec![server_conn, client_conn],
+            SendStream {
+                stream: ssend,
+                queued: Vec::new(),
+            },
+            crecv,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_stream_dropped_with_queued_data_is_reset_not_finished() {
+        let (_conns, mut send, mut recv) = stream_pair("drop").await;
+        // Written and flushed: the client has these bytes.
+        queue_frame(
+            &mut frame(&[0x00, 0x05], &Bytes::from_static(b"first")),
+            &mut send.queued,
+        );
+        std::future::poll_fn(|cx| quic::SendStream::<Bytes>::poll_ready(&mut send, cx))
+            .await
+            .unwrap();
+        // Queued, then the task is cancelled before it is written.
+        queue_frame(
+            &mut frame(&[0x00, 0x04], &Bytes::from_static(b"rest")),
+            &mut send.queued,
+        );
+        drop(send);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), recv.read_to_end(1 << 20))
+            .await
+            .expect("the client learns how the stream ended");
+        match got {
+            Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code))) => {
+                assert_eq!(code.into_inner(), Code::H3_INTERNAL_ERROR.value())
+            }
+            other => panic!("a clean end after a short body: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_finished_stream_ends_cleanly() {
+        let (_conns, mut send, mut recv) = stream_pair("finish").await;
+        queue_frame(
+            &mut frame(&[0x00, 0x04], &Bytes::from_static(b"body")),
+            &mut send.queued,
+        );
+        std::future::poll_fn(|cx| quic::SendStream::<Bytes>::poll_finish(&mut send, cx))
+            .await
+            .unwrap();
+        drop(send);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), recv.read_to_end(1 << 20))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, b"\x00\x04body");
     }
 }
