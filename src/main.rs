@@ -87,14 +87,7 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             // The whole cause chain on one line (file, key, reason), each
             // cause once even where an error repeats its source's text.
-            let mut message = String::new();
-            for cause in e.chain() {
-                if message.is_empty() {
-                    message = cause.to_string();
-                } else {
-                    outpost_svc::push_cause(&mut message, &cause.to_string());
-                }
-            }
+            let message = outpost_svc::error_chain(e.as_ref());
             eprintln!("error: {message}");
             std::process::ExitCode::FAILURE
         }

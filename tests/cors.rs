@@ -53,6 +53,12 @@ async fn preflights_and_refused_methods_never_log_the_token() -> Result<()> {
     );
     let post = h1.request(Method::POST, &url, &[]).await?;
     assert_eq!(post.status, 405);
+    let refused = metric_sum(
+        &metrics(&edge.admin).await?,
+        "outpost_edge_refused_total",
+        &["reason=\"method\""],
+    );
+    assert_eq!(refused, 1.0, "the POST is refused as a method, the preflight is not");
     let get = h1.request(Method::GET, &url, &[]).await?;
     assert_eq!(get.status, 200);
     // The access lines are written when each request ends.

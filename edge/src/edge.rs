@@ -521,7 +521,7 @@ impl Edge {
             Resolution::Partial(r) => {
                 headers.insert(
                     header::CONTENT_RANGE,
-                    HeaderValue::from_str(&range::content_range(r.first, r.last, len)).expect("ascii"),
+                    HeaderValue::from_str(&r.content_range(len)).expect("ascii"),
                 );
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(r.len()));
                 (

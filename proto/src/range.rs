@@ -64,8 +64,9 @@ pub enum Resolution {
     Full,
 }
 
-/// The `Content-Range` value for a 206: `bytes first-last/complete`.
-pub fn content_range(first: u64, last: u64, complete: u64) -> String {
+/// The `Content-Range` value for a 206: `bytes first-last/complete`
+/// (callers use [`ByteRange::content_range`]).
+fn content_range(first: u64, last: u64, complete: u64) -> String {
     format!("bytes {first}-{last}/{complete}")
 }
 

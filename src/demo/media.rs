@@ -22,6 +22,8 @@ const LADDER: [(u32, u32, u32); 2] = [(480, 270, 400), (960, 540, 1200)];
 pub enum Title {
     Ready,
     NoFfmpeg,
+    /// ffmpeg is there but failed (e.g. built without libx264).
+    Failed(anyhow::Error),
 }
 
 /// The title's directory in the library (`library/vod/demo`).
@@ -44,15 +46,22 @@ fn ffmpeg_present() -> bool {
 }
 
 /// Make sure the title exists: kept from an earlier start, or encoded now.
-pub fn ensure(library: &Path) -> Result<Title> {
+pub fn ensure(library: &Path) -> Title {
     let dir = dir(library);
     if complete(&dir) {
-        return Ok(Title::Ready);
+        return Title::Ready;
     }
     if !ffmpeg_present() {
-        return Ok(Title::NoFfmpeg);
+        return Title::NoFfmpeg;
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    match encode(&dir) {
+        Ok(()) => Title::Ready,
+        Err(e) => Title::Failed(e),
+    }
+}
+
+fn encode(dir: &Path) -> Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
     let work = dir.join("work");
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     eprintln!(
@@ -148,7 +157,7 @@ pub fn ensure(library: &Path) -> Result<Title> {
     add_codecs(&hls.join("master.m3u8"), &dash.join("manifest.mpd"))?;
     std::fs::remove_dir_all(&work)?;
     std::fs::write(dir.join(".complete"), "")?;
-    Ok(Title::Ready)
+    Ok(())
 }
 
 /// ffmpeg leaves `CODECS` out of the HLS multivariant playlist when it
@@ -179,6 +188,16 @@ fn add_codecs(master: &Path, mpd: &Path) -> Result<()> {
 }
 
 fn run(mut cmd: Command, what: &str) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    // ffmpeg dies with the demo: this blocking thread waits for it, so it
+    // lives exactly as long as ffmpeg runs.
+    // SAFETY: prctl is async-signal-safe; nothing else runs in the hook.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     let out = cmd
         .stdin(Stdio::null())
         .output()

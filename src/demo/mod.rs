@@ -42,25 +42,12 @@ pub async fn run(state_dir: &Path) -> Result<()> {
             "an outpost demo is already running ({running}); stop it (Ctrl-C in its terminal) before starting another"
         );
     }
-    let lock = root.join("demo.pid");
-    if let Some(pid) = std::fs::read_to_string(&lock)
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-    {
-        if Path::new(&format!("/proc/{pid}")).exists() && pid != std::process::id() {
-            bail!(
-                "an outpost demo is already running (pid {pid}, state dir {})",
-                root.display()
-            );
-        }
-    }
+    // The control port is the lock: one demo per machine (its addresses
+    // are fixed), whatever its state directory.
     let control = tokio::net::TcpListener::bind(CONTROL)
         .await
         .with_context(|| format!("binding the demo's control API on {CONTROL} (is another program using it?)"))?;
-    std::fs::write(&lock, std::process::id().to_string()).with_context(|| format!("writing {}", lock.display()))?;
-    let result = run_locked(layout, control).await;
-    let _ = std::fs::remove_file(&lock);
-    result
+    run_locked(layout, control).await
 }
 
 /// Another demo answering on the control port: its pid and state dir.
@@ -82,6 +69,10 @@ async fn running_demo() -> Option<String> {
 
 async fn run_locked(layout: Layout, control: tokio::net::TcpListener) -> Result<()> {
     let started = std::time::Instant::now();
+    // Signals first: a Ctrl-C during the first start's encode or install
+    // stops the demo cleanly (ffmpeg and npm die with it).
+    let shutdown = Shutdown::new();
+    shutdown.on_signals();
     for dir in [
         layout.certs(),
         layout.keys(),
@@ -97,33 +88,55 @@ async fn run_locked(layout: Layout, control: tokio::net::TcpListener) -> Result<
     prepare_secrets(&layout)?;
     prepare_geo(&layout)?;
     let library = layout.library();
-    let title = tokio::task::spawn_blocking(move || media::ensure(&library))
-        .await
-        .context("encoding task")?
-        .context("making the demo title")?;
-    let real_title = matches!(title, media::Title::Ready);
-    let (page, players) = prepare_page(&layout).await;
+    let title = tokio::select! {
+        t = tokio::task::spawn_blocking(move || media::ensure(&library)) => t.context("encoding task")?,
+        _ = shutdown.wait() => return Ok(()),
+    };
+    let real_title = match title {
+        media::Title::Ready => true,
+        media::Title::NoFfmpeg => false,
+        media::Title::Failed(why) => {
+            eprintln!("demo: the demo title could not be made ({why:#}); running the synthetic catalog only");
+            false
+        }
+    };
+    let (page, players) = tokio::select! {
+        p = prepare_page(&layout) => p,
+        _ = shutdown.wait() => return Ok(()),
+    };
 
-    let shutdown = Shutdown::new();
-    shutdown.on_signals();
     let sup = Supervisor::new(layout.clone())?;
-    let started_ok = start_all(&sup, &layout, real_title, Some(page)).await;
-    if let Err(e) = started_ok {
-        sup.stop_all().await;
-        return Err(e);
+    // From here every way out stops what was started.
+    let result = run_services(&sup, &layout, control, &shutdown, real_title, page, players, started).await;
+    eprintln!("demo: stopping…");
+    sup.stop_all().await;
+    eprintln!("demo: stopped");
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_services(
+    sup: &std::sync::Arc<Supervisor>,
+    layout: &Layout,
+    control: tokio::net::TcpListener,
+    shutdown: &Shutdown,
+    real_title: bool,
+    page: String,
+    players: bool,
+    started: std::time::Instant,
+) -> Result<()> {
+    tokio::select! {
+        r = start_all(sup, layout, real_title, Some(page)) => r?,
+        _ = shutdown.wait() => return Ok(()),
     }
-    let endpoints = topology::endpoints(&layout, real_title);
+    let endpoints = topology::endpoints(layout, real_title);
     let endpoints_path = layout.root.join("endpoints.json");
     std::fs::write(&endpoints_path, serde_json::to_string_pretty(&endpoints)? + "\n")
         .with_context(|| format!("writing {}", endpoints_path.display()))?;
     tokio::spawn(supervisor::serve_control(control, sup.clone(), shutdown.clone()));
     tokio::spawn(sup.clone().watch(shutdown.clone()));
-    print_summary(&layout, real_title, players, started.elapsed())?;
-
+    print_summary(layout, real_title, players, started.elapsed())?;
     shutdown.wait().await;
-    eprintln!("demo: stopping…");
-    sup.stop_all().await;
-    eprintln!("demo: stopped");
     Ok(())
 }
 
@@ -202,8 +215,9 @@ async fn prepare_page(l: &Layout) -> (String, bool) {
     let web = l.web();
     let modules = web.join("node_modules");
     let lock = web.join("package-lock.json");
-    let current = std::fs::read_to_string(&lock).is_ok_and(|t| t == WEB_PACKAGE_LOCK);
-    let installed = current && modules.join("hls.js").is_dir() && modules.join("dashjs").is_dir();
+    // `installed` is written after a whole `npm ci` of this lockfile.
+    let installed =
+        std::fs::read_to_string(&lock).is_ok_and(|t| t == WEB_PACKAGE_LOCK) && web.join("installed").is_file();
     let players = installed || install_players(&web).await;
     let mut page = format!("[page]\ncontrol_url = \"http://{CONTROL}\"\n");
     if players {
@@ -228,15 +242,28 @@ async fn install_players(web: &Path) -> bool {
     {
         return false;
     }
+    let _ = std::fs::remove_file(web.join("installed"));
     eprintln!("demo: installing the page's players (hls.js, dash.js) with npm ci, once…");
-    let out = tokio::process::Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-        .current_dir(web)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await;
+    // No install scripts: the players are plain files and need none.
+    let out = tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::process::Command::new("npm")
+            .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(web)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await;
+    let out = match out {
+        Ok(out) => out,
+        Err(_) => {
+            eprintln!("demo: npm ci took over 5 minutes (network?); the page will not play");
+            return false;
+        }
+    };
     match out {
-        Ok(o) if o.status.success() => true,
+        Ok(o) if o.status.success() => std::fs::write(web.join("installed"), "").is_ok(),
         Ok(o) => {
             eprintln!(
                 "demo: npm ci failed in {} ({}); the page will not play:\n{}",

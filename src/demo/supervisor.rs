@@ -76,12 +76,22 @@ impl Supervisor {
             .arg(&cfg)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
-            .stderr(log);
-        // The children go when the demo goes, even on SIGKILL.
-        // SAFETY: prctl is async-signal-safe; nothing else runs in the hook.
+            .stderr(log)
+            .kill_on_drop(true);
+        // The children go when the demo goes, even on SIGKILL. The signal
+        // comes when the *thread* that forked exits: children are spawned
+        // from the runtime's worker threads (never `spawn_blocking`, whose
+        // threads come and go). If the demo died between fork and prctl,
+        // the child's parent is already someone else: exit then.
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: prctl, getppid and _exit are async-signal-safe; nothing
+        // else runs in the hook.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
                 Ok(())
             });
         }
@@ -162,8 +172,17 @@ impl Supervisor {
             .get(name)
             .copied()
             .unwrap_or(0);
-        let bytes = std::fs::read(self.log_path(name)).unwrap_or_default();
-        let text = String::from_utf8_lossy(bytes.get(from as usize..).unwrap_or_default());
+        let mut bytes = Vec::new();
+        if let Ok(mut f) = std::fs::File::open(self.log_path(name)) {
+            use std::io::{Read, Seek, SeekFrom};
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            // This run's lines, at most the last 64 KiB of them.
+            let start = from.max(len.saturating_sub(64 << 10));
+            if f.seek(SeekFrom::Start(start)).is_ok() {
+                let _ = f.read_to_end(&mut bytes);
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(15)..].join("\n")
     }
@@ -196,9 +215,10 @@ impl Supervisor {
     }
 
     /// Start a stopped service again with its config: its pid, and
-    /// whether it was running already (then nothing is started).
+    /// whether it was running already (then nothing is started). The check
+    /// and the spawn happen under one lock, so two calls start one child.
     pub async fn restart(&self, name: &str) -> Result<(u32, bool)> {
-        let (svc, admin) = {
+        let (pid, admin) = {
             let mut procs = self.procs.lock().await;
             let Some(p) = procs.get_mut(name) else {
                 bail!("no service named {name}");
@@ -208,17 +228,12 @@ impl Supervisor {
                     return Ok((c.id().unwrap_or(0), true));
                 }
             }
-            (p.svc.clone(), p.svc.admin.clone())
+            let child = self.spawn_child(&p.svc)?;
+            let pid = child.id().unwrap_or(0);
+            p.child = Some(child);
+            p.stopped = false;
+            (pid, p.svc.admin.clone())
         };
-        let child = self.spawn_child(&svc)?;
-        let pid = child.id().unwrap_or(0);
-        {
-            let mut procs = self.procs.lock().await;
-            if let Some(p) = procs.get_mut(name) {
-                p.child = Some(child);
-                p.stopped = false;
-            }
-        }
         self.wait_ready(name, &admin).await?;
         Ok((pid, false))
     }
@@ -309,13 +324,37 @@ fn reply(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
-        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, page_origin())
+        .header(header::VARY, "origin")
         .header(header::CACHE_CONTROL, "no-store")
         .body(Full::new(Bytes::from(format!("{value}\n"))).boxed())
         .expect("static response")
 }
 
+/// The one web origin allowed to call this API: steering's page.
+fn page_origin() -> String {
+    format!("https://{}", super::topology::STEERING)
+}
+
+/// Who may call: any local program (no `Origin`), or the page. A browser
+/// sends `Origin` with every cross-origin POST, so another site cannot
+/// stop edges (CSRF), and the `Host` check stops DNS rebinding.
+fn caller_allowed(req: &Request<Incoming>) -> Result<(), &'static str> {
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    if host != Some(super::topology::CONTROL) {
+        return Err("Host must be the control address");
+    }
+    match req.headers().get(header::ORIGIN).map(|o| o.to_str().unwrap_or("")) {
+        None => Ok(()),
+        Some(o) if o == page_origin() => Ok(()),
+        Some(_) => Err("only steering's page may call this API from a browser"),
+    }
+}
+
 async fn handle(sup: Arc<Supervisor>, req: Request<Incoming>) -> Response<Body> {
+    if let Err(why) = caller_allowed(&req) {
+        return reply(StatusCode::FORBIDDEN, json!({ "error": "forbidden", "message": why }));
+    }
     let path = req.uri().path().to_string();
     let kill = req
         .uri()
@@ -325,7 +364,8 @@ async fn handle(sup: Arc<Supervisor>, req: Request<Incoming>) -> Response<Body> 
     match (req.method(), parts.as_slice()) {
         (&Method::OPTIONS, _) => Response::builder()
             .status(StatusCode::NO_CONTENT)
-            .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+            .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, page_origin())
+            .header(header::VARY, "origin")
             .header(header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST")
             .header(header::ACCESS_CONTROL_ALLOW_HEADERS, "content-type")
             .header(header::ACCESS_CONTROL_MAX_AGE, "3600")

@@ -400,7 +400,7 @@ titles = {SYNTHETIC_TITLES}
     }
 }
 
-/// The secrets the demo generates: (file stem, purpose).
+/// The secrets the demo generates, by file stem (`keys/<stem>.secret`).
 pub fn secrets() -> Vec<String> {
     let mut v = vec!["token-demo-1".to_string()];
     v.extend(SITES.iter().map(|s| format!("report-{}", s.edge_id)));
@@ -556,6 +556,7 @@ mod tests {
             let c: outpost_steering::SteeringConfig = parse_config(Path::new("steering"), &s.config).unwrap();
             assert_eq!(c.catalog.titles.len(), usize::from(real_title));
         }
+        let _ = std::fs::remove_dir_all(&l.root);
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub struct Metrics {
     /// Play requests by outcome (ok, unknown-title, territory, entitlement,
     /// bad-request, no-edge).
     pub play: IntCounterVec,
+    /// `GET /v1/steer` requests by outcome.
+    pub steer: IntCounterVec,
     /// Steering manifest and session manifest requests by kind and outcome.
     pub manifests: IntCounterVec,
     /// Age of each geo database (now minus its build time), seconds.
@@ -40,6 +42,13 @@ impl Metrics {
             play: register_int_counter_vec_with_registry!(
                 "outpost_steering_play_requests_total",
                 "Play requests by outcome",
+                &["outcome"],
+                r
+            )
+            .expect("metric"),
+            steer: register_int_counter_vec_with_registry!(
+                "outpost_steering_steer_requests_total",
+                "GET /v1/steer requests by outcome",
                 &["outcome"],
                 r
             )

@@ -463,7 +463,7 @@ struct SteerAnswer {
 /// peer (or the trusted proxies' `X-Forwarded-For`); `client=` is taken
 /// only from a backend with an API key.
 fn steer(s: &Shared, req: &Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let outcome = |o: &str| s.metrics.play.with_label_values(&[o]).inc();
+    let outcome = |o: &str| s.metrics.steer.with_label_values(&[o]).inc();
     let mut title = None;
     let mut client = None;
     for (k, v) in url_query(req.uri().query()) {
@@ -516,7 +516,7 @@ fn steer(s: &Shared, req: &Request<Incoming>, peer: SocketAddr) -> Response<Body
         outcome("no-edge");
         return error(StatusCode::SERVICE_UNAVAILABLE, "no-edge", "no healthy edge is known");
     }
-    outcome("steer");
+    outcome("ok");
     json(
         StatusCode::OK,
         &SteerAnswer {

@@ -111,8 +111,10 @@ assert all(set(c) == {"network", "expected_site"} for c in e["clients"]), e["cli
 EOF
 
 # ------------------------------------------------------- 2. second demo -----
-if out=$("$BIN" demo --state-dir "$S/other" 2>&1); then
+if out=$(timeout 30 "$BIN" demo --state-dir "$S/other" 2>&1); then
     fail "a second demo says one is running" "it started: $out"
+elif [ $? -eq 124 ]; then
+    fail "a second demo says one is running" "it was still running after 30 s"
 elif grep -q "already running" <<<"$out"; then
     ok "a second demo says one is running"
 else

@@ -115,14 +115,19 @@ async function waitMedia(page, pred, timeoutMs) {
   return m;
 }
 
-async function edgeUpInSteering(id, timeoutMs) {
+// Steering (through the page's origin, which the browser trusts) says the
+// edge is `up` again: cache-control readmitted it and steered it back in.
+async function edgeUpInSteering(page, id, timeoutMs) {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
-    try {
-      const r = await fetch(`${control}/v1/edges`);
-      const list = await r.json();
-      if (list.find((e) => e.id === id && e.running)) return true;
-    } catch { /* retry */ }
+    const state = await page.evaluate(async (edge) => {
+      try {
+        const list = await (await fetch('/v1/edges', { cache: 'no-store' })).json();
+        const e = list.find((x) => (x.edge_id || x.id) === edge);
+        return e ? e.state : null;
+      } catch { return null; }
+    }, id);
+    if (state === 'up') return true;
     await sleep(250);
   }
   return false;
@@ -161,7 +166,11 @@ async function run(kind, quic) {
       fail(`${name}: keeps playing when the serving edge is killed`, `no serving edge known (${serving})`);
       return;
     }
-    const pid = Number(fs.readFileSync(path.join(stateDir, 'run', `${serving}.pid`), 'utf8'));
+    const pid = Number(fs.readFileSync(path.join(stateDir, 'run', `${serving}.pid`), 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 1) {
+      fail(`${name}: keeps playing when the serving edge is killed`, `bad pid file for ${serving}: ${pid}`);
+      return;
+    }
     const t0 = m.t;
     const killedAt = Date.now();
     process.kill(pid, 'SIGKILL');
@@ -189,7 +198,7 @@ async function run(kind, quic) {
 
     // Bring the edge back for what follows.
     const r = await fetch(`${control}/v1/edges/${serving}/start`, { method: 'POST' });
-    check(r.ok && (await edgeUpInSteering(serving, 20000)), `${name}: ${serving} starts again through the control API`, `status ${r.status}`);
+    check(r.ok && (await edgeUpInSteering(page, serving, 20000)), `${name}: ${serving} starts again and steering has it up`, `control API status ${r.status}`);
   } catch (e) {
     fail(`${name}`, e.stack || String(e));
   } finally {
@@ -198,8 +207,6 @@ async function run(kind, quic) {
 }
 
 await run('hls', true);
-// cache-control needs a few reports to call a restarted edge up again.
-await sleep(4000);
 await run('dash', false);
 console.log(`# players: ${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);
