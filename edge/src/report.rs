@@ -10,13 +10,23 @@
 //! client: HTTP/2 when the replica offers it, 60 s idle timeout, far above
 //! any report interval), so when this process dies its kernel closes that
 //! connection and the replica notices at once (cache-control's
-//! `connection-lost`). Each interval's sends run in their own task: a
-//! replica that answers slowly (up to `report.timeout`) delays neither the
-//! other replicas nor the next interval, so every replica hears from a live
-//! edge once per interval, which that rule counts on.
+//! `connection-lost`).
+//!
+//! Each replica has one sender task that sends one report at a time and
+//! keeps only the newest report waiting: a replica that answers slowly (up
+//! to `report.timeout`) delays neither the other replicas nor the next
+//! interval, and reports to one replica never overlap, so a later report is
+//! never admitted before an earlier one (which would then be refused 409,
+//! jump the sequence and flap the WARN). A report that waited while a newer
+//! one was built is dropped for that replica (reports carry rates over
+//! their interval, so the replica just sees a longer gap). A report that
+//! changes `draining`, and the draining report sent on stop, cancel a send
+//! still in flight instead of queuing behind it; [`Reporter::send_once`]
+//! waits for every replica's answer to its report.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -27,6 +37,7 @@ use outpost_proto::{ContentDigest, HealthReport, TierUsage};
 use outpost_svc::https::Client;
 use outpost_svc::tls::TlsError;
 use outpost_svc::Shutdown;
+use tokio::sync::watch;
 
 use crate::config::ReportConfig;
 use crate::edge::Edge;
@@ -62,6 +73,74 @@ pub enum Sent {
     Failed(String),
 }
 
+/// One signed report, ready to post to any replica.
+#[derive(Debug)]
+struct Job {
+    seq: u64,
+    draining: bool,
+    /// The draining report on stop: it cancels a send in flight.
+    urgent: bool,
+    timestamp_ms: u64,
+    body: Bytes,
+    sig: String,
+}
+
+/// Whether `newer` should cancel the send of `in_flight` rather than wait
+/// for it: only a newer report that changes `draining` (steering must learn
+/// it now) or is urgent (the draining report on stop). Pure.
+fn supersedes(in_flight: &Job, newer: &Job) -> bool {
+    newer.seq > in_flight.seq && (newer.urgent || newer.draining != in_flight.draining)
+}
+
+/// One replica's sender: sends the newest report in `rx` with `post`, one
+/// at a time, never one older than a report already sent; reports that
+/// were replaced while a send was in flight are never sent. Publishes
+/// `(seq, outcome)` of every finished send in `done`. Ends when the sending
+/// side of `rx` is gone.
+async fn replica_sender<F, Fut>(
+    mut rx: watch::Receiver<Option<Arc<Job>>>,
+    done: watch::Sender<Option<(u64, Sent)>>,
+    mut post: F,
+) where
+    F: FnMut(Arc<Job>) -> Fut,
+    Fut: Future<Output = Sent>,
+{
+    let mut last = 0u64;
+    loop {
+        let newest = rx.borrow_and_update().clone();
+        let job = match newest {
+            Some(job) if job.seq > last => job,
+            _ => {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        last = job.seq;
+        let send = post(job.clone());
+        tokio::pin!(send);
+        let mut open = true;
+        let outcome = loop {
+            tokio::select! {
+                r = &mut send => break Some(r),
+                changed = rx.changed(), if open => {
+                    open = changed.is_ok();
+                    if rx.borrow().as_ref().is_some_and(|newer| supersedes(&job, newer)) {
+                        break None;
+                    }
+                }
+            }
+        };
+        match outcome {
+            Some(sent) => {
+                done.send_replace(Some((job.seq, sent)));
+            }
+            None => tracing::debug!(seq = job.seq, "health report superseded while in flight"),
+        }
+    }
+}
+
 pub struct Reporter {
     edge: Arc<Edge>,
     cfg: ReportConfig,
@@ -74,6 +153,10 @@ pub struct Reporter {
     /// Per replica: was the last attempt a failure (log changes only).
     failing: Vec<AtomicBool>,
     cores: f64,
+    /// Per replica: the newest report for its sender task.
+    outbox: Vec<watch::Sender<Option<Arc<Job>>>>,
+    /// Per replica: the sequence number and outcome of its last finished send.
+    done: Vec<watch::Sender<Option<(u64, Sent)>>>,
 }
 
 impl Reporter {
@@ -97,20 +180,40 @@ impl Reporter {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(1);
-        Ok(Arc::new(Self {
-            failing: cfg.cache_control.iter().map(|_| AtomicBool::new(false)).collect(),
-            edge,
-            cfg,
-            urls,
-            public_urls,
-            client,
-            seq: AtomicU64::new(seq),
-            draining: AtomicBool::new(false),
-            last: Mutex::new(Sample {
-                at: Instant::now(),
-                cpu: cpu_seconds(),
-            }),
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
+        let replicas = cfg.cache_control.len();
+        let outbox: Vec<_> = (0..replicas).map(|_| watch::channel(None).0).collect();
+        let done: Vec<_> = (0..replicas).map(|_| watch::channel(None).0).collect();
+        Ok(Arc::new_cyclic(|me: &Weak<Self>| {
+            for (i, (tx, done)) in outbox.iter().zip(&done).enumerate() {
+                let me = me.clone();
+                let post = move |job: Arc<Job>| {
+                    let me = me.clone();
+                    async move {
+                        match me.upgrade() {
+                            Some(me) => me.deliver(i, &job).await,
+                            None => Sent::Failed("reporter stopped".into()),
+                        }
+                    }
+                };
+                tokio::spawn(replica_sender(tx.subscribe(), done.clone(), post));
+            }
+            Self {
+                failing: cfg.cache_control.iter().map(|_| AtomicBool::new(false)).collect(),
+                edge,
+                cfg,
+                urls,
+                public_urls,
+                client,
+                seq: AtomicU64::new(seq),
+                draining: AtomicBool::new(false),
+                last: Mutex::new(Sample {
+                    at: Instant::now(),
+                    cpu: cpu_seconds(),
+                }),
+                cores: std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
+                outbox,
+                done,
+            }
         }))
     }
 
@@ -180,40 +283,70 @@ impl Reporter {
         }
     }
 
-    /// Build, sign and send one report to every replica concurrently.
-    pub async fn send_once(&self) -> Vec<Sent> {
+    /// Build and sign one report and hand it to every replica's sender.
+    fn publish(&self, urgent: bool) -> u64 {
         let report = self.build();
         let body = Bytes::from(serde_json::to_vec(&report).expect("plain data serializes"));
-        let sig = signature::sign(&self.cfg.secret, report.timestamp_ms, &body);
-        let key_id = self.cfg.key_id(&self.edge.cfg.id).to_string();
-        let sends = self.urls.iter().map(|url| {
-            let req = Request::post(url.clone())
-                .header(header::CONTENT_TYPE, "application/json")
-                .header(KEY_ID_HEADER, &key_id)
-                .header(TIMESTAMP_HEADER, report.timestamp_ms.to_string())
-                .header(SIGNATURE_HEADER, &sig)
-                .body(Full::new(body.clone()))
-                .expect("valid request");
-            self.post(req)
+        let job = Arc::new(Job {
+            seq: report.seq,
+            draining: report.draining,
+            urgent,
+            timestamp_ms: report.timestamp_ms,
+            sig: signature::sign(&self.cfg.secret, report.timestamp_ms, &body),
+            body,
         });
-        let results = futures_util::future::join_all(sends).await;
-        for (i, r) in results.iter().enumerate() {
-            let outcome = match r {
-                Sent::Accepted => "accepted",
-                Sent::Refused(..) => "refused",
-                Sent::Failed(_) => "failed",
-            };
-            self.edge.metrics.reports.with_label_values(&[outcome]).inc();
-            let was_failing = self.failing[i].swap(*r != Sent::Accepted, Ordering::Relaxed);
-            let replica = &self.cfg.cache_control[i];
-            match r {
-                Sent::Accepted if was_failing => tracing::info!(%replica, "health reports accepted again"),
-                Sent::Accepted => {}
-                _ if was_failing => tracing::debug!(%replica, result = ?r, "health report not accepted"),
-                _ => tracing::warn!(%replica, result = ?r, "health report not accepted"),
-            }
+        for tx in &self.outbox {
+            tx.send_replace(Some(job.clone()));
         }
-        results
+        job.seq
+    }
+
+    /// Send one report to every replica now and wait for their answers (the
+    /// draining report on stop). A send still in flight to a replica is
+    /// cancelled, so the answers come within `report.timeout`; nothing older
+    /// is sent after it.
+    pub async fn send_once(&self) -> Vec<Sent> {
+        let seq = self.publish(true);
+        let bound = self.cfg.timeout * 2 + std::time::Duration::from_secs(1);
+        let waits = self.done.iter().map(|done| {
+            let mut rx = done.subscribe();
+            async move {
+                let answer = rx.wait_for(|d| d.as_ref().is_some_and(|(s, _)| *s >= seq));
+                match tokio::time::timeout(bound, answer).await {
+                    Ok(Ok(d)) => d.as_ref().map_or(Sent::Failed("no answer".into()), |(_, r)| r.clone()),
+                    Ok(Err(_)) => Sent::Failed("report sender stopped".into()),
+                    Err(_) => Sent::Failed(format!("no answer within {bound:?}")),
+                }
+            }
+        });
+        futures_util::future::join_all(waits).await
+    }
+
+    /// Post one report to replica `i`; count and log the outcome.
+    async fn deliver(&self, i: usize, job: &Job) -> Sent {
+        let req = Request::post(self.urls[i].clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(KEY_ID_HEADER, self.cfg.key_id(&self.edge.cfg.id))
+            .header(TIMESTAMP_HEADER, job.timestamp_ms.to_string())
+            .header(SIGNATURE_HEADER, &job.sig)
+            .body(Full::new(job.body.clone()))
+            .expect("valid request");
+        let r = self.post(req).await;
+        let outcome = match r {
+            Sent::Accepted => "accepted",
+            Sent::Refused(..) => "refused",
+            Sent::Failed(_) => "failed",
+        };
+        self.edge.metrics.reports.with_label_values(&[outcome]).inc();
+        let was_failing = self.failing[i].swap(r != Sent::Accepted, Ordering::Relaxed);
+        let replica = &self.cfg.cache_control[i];
+        match &r {
+            Sent::Accepted if was_failing => tracing::info!(%replica, "health reports accepted again"),
+            Sent::Accepted => {}
+            _ if was_failing => tracing::debug!(%replica, result = ?r, "health report not accepted"),
+            _ => tracing::warn!(%replica, result = ?r, "health report not accepted"),
+        }
+        r
     }
 
     async fn post(&self, req: Request<Full<Bytes>>) -> Sent {
@@ -247,8 +380,8 @@ impl Reporter {
         }
     }
 
-    /// Report every interval until `stop`, without waiting for the
-    /// previous interval's answers (each send ends within `report.timeout`).
+    /// Report every interval until `stop`, without waiting for answers:
+    /// each replica's sender takes the newest report when it is free.
     pub async fn run(self: Arc<Self>, stop: Shutdown) {
         let mut tick = tokio::time::interval(self.cfg.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -257,10 +390,179 @@ impl Reporter {
                 _ = tick.tick() => {}
                 _ = stop.wait() => return,
             }
-            let me = self.clone();
-            tokio::spawn(async move {
-                me.send_once().await;
-            });
+            self.publish(false);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn job(seq: u64, draining: bool, urgent: bool) -> Arc<Job> {
+        Arc::new(Job {
+            seq,
+            draining,
+            urgent,
+            timestamp_ms: seq,
+            body: Bytes::new(),
+            sig: String::new(),
+        })
+    }
+
+    #[test]
+    fn only_a_draining_change_or_the_stop_report_cancels_a_send() {
+        let (a, b) = (job(1, false, false), job(2, false, false));
+        assert!(!supersedes(&a, &b), "a plain newer report waits");
+        assert!(supersedes(&a, &job(2, true, false)), "draining now");
+        assert!(supersedes(&job(1, true, false), &job(2, false, false)), "undrained");
+        assert!(
+            supersedes(&job(1, true, false), &job(2, true, true)),
+            "the report on stop"
+        );
+        assert!(!supersedes(&b, &job(1, true, true)), "never an older one");
+        assert!(!supersedes(&b, &b));
+    }
+
+    /// A fake replica: every post takes `delay`; records what was posted,
+    /// which posts finished, and the most posts in flight at once.
+    #[derive(Clone, Default)]
+    struct Replica {
+        posted: Arc<Mutex<Vec<u64>>>,
+        finished: Arc<Mutex<Vec<u64>>>,
+        in_flight: Arc<AtomicU64>,
+        max_in_flight: Arc<AtomicU64>,
+    }
+
+    type Outbox = watch::Sender<Option<Arc<Job>>>;
+    type Answers = watch::Receiver<Option<(u64, Sent)>>;
+
+    impl Replica {
+        fn start(&self, delay: Duration) -> (Outbox, Answers) {
+            let (tx, rx) = watch::channel(None);
+            let (done, done_rx) = watch::channel(None);
+            let me = self.clone();
+            tokio::spawn(replica_sender(rx, done, move |job: Arc<Job>| {
+                let me = me.clone();
+                async move {
+                    me.posted.lock().unwrap().push(job.seq);
+                    let n = me.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    me.max_in_flight.fetch_max(n, Ordering::SeqCst);
+                    // Counted down even when the send is cancelled.
+                    struct Dec(Arc<AtomicU64>);
+                    impl Drop for Dec {
+                        fn drop(&mut self) {
+                            self.0.fetch_sub(1, Ordering::SeqCst);
+                        }
+                    }
+                    let _dec = Dec(me.in_flight.clone());
+                    tokio::time::sleep(delay).await;
+                    me.finished.lock().unwrap().push(job.seq);
+                    Sent::Accepted
+                }
+            }));
+            (tx, done_rx)
+        }
+        fn posted(&self) -> Vec<u64> {
+            self.posted.lock().unwrap().clone()
+        }
+        fn finished(&self) -> Vec<u64> {
+            self.finished.lock().unwrap().clone()
+        }
+    }
+
+    async fn done_with(rx: &mut watch::Receiver<Option<(u64, Sent)>>, seq: u64) -> Instant {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            rx.wait_for(|d| d.as_ref().is_some_and(|(s, _)| *s >= seq)),
+        )
+        .await
+        .expect("answered")
+        .expect("sender alive");
+        Instant::now()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_replica_gets_one_report_at_a_time_the_newest_and_delays_no_one() {
+        // Reports every 100 ms; the slow replica takes 450 ms per report
+        // (timeout ≥ interval), the fast one answers at once.
+        let (slow, fast) = (Replica::default(), Replica::default());
+        let (slow_tx, mut slow_done) = slow.start(Duration::from_millis(450));
+        let (fast_tx, mut fast_done) = fast.start(Duration::ZERO);
+        for seq in 1..=10 {
+            slow_tx.send_replace(Some(job(seq, false, false)));
+            fast_tx.send_replace(Some(job(seq, false, false)));
+            done_with(&mut fast_done, seq).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            fast.posted(),
+            (1..=10).collect::<Vec<_>>(),
+            "the fast replica hears every report"
+        );
+        done_with(&mut slow_done, 10).await;
+        let posted = slow.posted();
+        assert_eq!(
+            slow.max_in_flight.load(Ordering::SeqCst),
+            1,
+            "never two reports in flight: {posted:?}"
+        );
+        assert!(posted.windows(2).all(|w| w[0] < w[1]), "in order: {posted:?}");
+        assert!(
+            posted.len() < 10,
+            "reports that waited were replaced by newer ones: {posted:?}"
+        );
+        assert_eq!(posted.first(), Some(&1));
+        assert_eq!(posted.last(), Some(&10), "the newest report is sent");
+        assert_eq!(slow.finished(), posted, "no send was cancelled");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_report_on_stop_cancels_a_send_in_flight() {
+        let slow = Replica::default();
+        let (tx, mut done) = slow.start(Duration::from_millis(800));
+        tx.send_replace(Some(job(1, false, false)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let t0 = Instant::now();
+        tx.send_replace(Some(job(2, true, true)));
+        let answered = done_with(&mut done, 2).await;
+        let took = answered - t0;
+        assert!(
+            took < Duration::from_millis(1300),
+            "did not wait for report 1: {took:?}"
+        );
+        assert_eq!(slow.posted(), vec![1, 2]);
+        assert_eq!(
+            slow.finished(),
+            vec![2],
+            "report 1 was cancelled, never answered after 2"
+        );
+        assert_eq!(slow.max_in_flight.load(Ordering::SeqCst), 1);
+        assert!(matches!(&*done.borrow(), Some((2, Sent::Accepted))));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_plain_report_waits_for_the_one_in_flight() {
+        let slow = Replica::default();
+        let (tx, mut done) = slow.start(Duration::from_millis(300));
+        tx.send_replace(Some(job(1, true, false)));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tx.send_replace(Some(job(2, true, false)));
+        tx.send_replace(Some(job(3, true, false)));
+        done_with(&mut done, 3).await;
+        assert_eq!(slow.posted(), vec![1, 3], "2 was replaced by 3 while 1 was in flight");
+        assert_eq!(slow.finished(), vec![1, 3]);
+    }
+
+    #[tokio::test]
+    async fn the_sender_ends_with_its_reporter() {
+        let r = Replica::default();
+        let (tx, mut done) = r.start(Duration::ZERO);
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(2), done.changed())
+            .await
+            .expect("the sender task ended")
+            .expect_err("and dropped its done channel");
     }
 }
