@@ -129,6 +129,12 @@ async fn run_services(
         r = start_all(sup, layout, real_title, Some(page)) => r?,
         _ = shutdown.wait() => return Ok(()),
     }
+    // Every process is ready; the system is when steering has heard from
+    // cache-control that every edge is up.
+    tokio::select! {
+        r = steering_sees_edges_up(layout) => r?,
+        _ = shutdown.wait() => return Ok(()),
+    }
     let endpoints = topology::endpoints(layout, real_title);
     let endpoints_path = layout.root.join("endpoints.json");
     std::fs::write(&endpoints_path, serde_json::to_string_pretty(&endpoints)? + "\n")
@@ -138,6 +144,40 @@ async fn run_services(
     print_summary(layout, real_title, players, started.elapsed())?;
     shutdown.wait().await;
     Ok(())
+}
+
+/// Wait until steering's `/v1/edges` lists every demo edge `up`.
+async fn steering_sees_edges_up(l: &Layout) -> Result<()> {
+    let client = outpost_svc::https::client::<Empty<Bytes>>(Some(&l.ca_cert()), Duration::from_secs(1))?;
+    let url: http::Uri = format!("https://{STEERING}/v1/edges").parse()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let up = match tokio::time::timeout(Duration::from_secs(2), client.get(url.clone())).await {
+            Ok(Ok(resp)) => {
+                let body = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                v.as_array()
+                    .map_or(0, |edges| edges.iter().filter(|e| e["state"] == "up").count())
+            }
+            _ => 0,
+        };
+        if up == SITES.len() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "steering sees {up} of {} edges up after 20 s (logs in {})",
+                SITES.len(),
+                l.logs().display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn start_all(sup: &Supervisor, l: &Layout, real_title: bool, page: Option<String>) -> Result<()> {
