@@ -318,6 +318,11 @@ fn multi_host_files_agree_with_each_other() {
             children += 1;
             assert_eq!(first.1, parent.listen.port(), "{}: parent port", e.id);
             assert!(e.upstream.forward_token, "{}: forwards tokens to the parent", e.id);
+            assert!(
+                outpost_edge::config::is_https(&e.upstream.urls[0]),
+                "{}: the token (a bearer credential) goes to the parent over https://",
+                e.id
+            );
             for k in &e.token.keys {
                 assert!(
                     parent.token.keys.contains(k),

@@ -499,6 +499,20 @@ fn access_lines<'a>(log: &'a str, key: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// A child edge on `ip` that requires tokens (k1 and k2) and forwards them
+/// to `urls` (the inside of a TOML array) through the test CA; `extra`
+/// goes in its `[upstream]` section.
+async fn start_forwarding_child(dir: &std::path::Path, ip: &str, urls: &str, extra: &str) -> Result<Service> {
+    std::fs::write(dir.join("k2.secret"), format!("{SECRET_2}\n"))?;
+    let cfg = edge_config("child", ip, "unused", &token_section()).replace(
+        &format!("urls = [\"http://unused:{ORIGIN_PORT}\"]"),
+        &format!("urls = [{urls}]\nca = \"certs/ca.crt\"\nforward_token = true\n{extra}"),
+    );
+    let mut child = spawn(dir, "edge", "child", &cfg, &format!("{ip}:{EDGE_ADMIN}"))?;
+    wait_ready(&mut child).await?;
+    Ok(child)
+}
+
 /// A parent edge that requires tokens behind a child edge that requires
 /// them too and forwards the one of the request that started each fill:
 /// origin ← (recording relay) ← parent ← child, on 127.74.20.x.
@@ -506,7 +520,6 @@ fn access_lines<'a>(log: &'a str, key: &str) -> Vec<&'a str> {
 async fn a_child_edge_forwards_the_token_to_a_parent_that_requires_it() -> Result<()> {
     let dir = test_dir("tokens-tiers");
     let (o, p, c, relay) = ("127.74.20.1", "127.74.20.2", "127.74.20.3", "127.74.20.5");
-    std::fs::write(dir.join("k2.secret"), format!("{SECRET_2}\n"))?;
     let origin = start_origin(&dir, o, "").await?;
     let to_origin = recording_relay(&format!("{relay}:{ORIGIN_PORT}"), format!("{o}:{ORIGIN_PORT}")).await?;
     // The parent knows k1 only; the child reaches it from 127.0.0.1 (the
@@ -516,12 +529,7 @@ async fn a_child_edge_forwards_the_token_to_a_parent_that_requires_it() -> Resul
          [[token.keys]]\nid = \"k1\"\nsecret = \"{SECRET_1}\"\n"
     );
     let parent = start_named_edge(&dir, "parent", p, relay, &parent_token).await?;
-    let child_cfg = edge_config("child", c, relay, &token_section()).replace(
-        &format!("urls = [\"http://{relay}:{ORIGIN_PORT}\"]"),
-        &format!("urls = [\"https://{p}:{EDGE_PORT}\"]\nca = \"certs/ca.crt\"\nforward_token = true"),
-    );
-    let mut child = spawn(&dir, "edge", "child", &child_cfg, &format!("{c}:{EDGE_ADMIN}"))?;
-    wait_ready(&mut child).await?;
+    let child = start_forwarding_child(&dir, c, &format!("\"https://{p}:{EDGE_PORT}\""), "").await?;
     let https = HttpsClient::new(Some(&ca(&dir)), Tcp::H1)?;
     let mut player = Player::H1(
         HttpsClient::new(Some(&ca(&dir)), Tcp::H1)?,
@@ -561,6 +569,7 @@ async fn a_child_edge_forwards_the_token_to_a_parent_that_requires_it() -> Resul
     let bare = https.get(&at_parent(&seg)).await?;
     assert_eq!(bare.status, 401);
     assert!(String::from_utf8_lossy(&bare.body).contains("playback token"));
+    assert_eq!(bare.header("outpost-refused"), Some("token"), "the refusal is marked");
     let direct = https
         .request(
             Method::GET,
@@ -656,5 +665,119 @@ async fn a_child_edge_forwards_the_token_to_a_parent_that_requires_it() -> Resul
     for t in [&tok1, &tok2, &k2, &net] {
         assert!(!seen.contains(&t.to_lowercase()));
     }
+    Ok(())
+}
+
+/// A fake https:// upstream on `listen`: answers 403 (`forbidden` in the
+/// path, an origin forbidding an object, no token-refusal marker) or 503
+/// (anything else), and keeps every request head it got.
+async fn fake_https_upstream(
+    dir: &std::path::Path,
+    ip: &str,
+    port: u16,
+) -> Result<std::sync::Arc<std::sync::Mutex<Vec<String>>>> {
+    use outpost_svc::tls;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let paths = tls::LocalCertPaths::in_dir(&dir.join("certs"), "fake-upstream");
+    tls::ensure_local_certs(&paths, &[ip.to_string()])?;
+    let key = tls::load_certified_key(&paths.cert, &paths.key)?;
+    let cfg = tls::server_config(std::sync::Arc::new(tls::CertResolver::new(key)), &[b"http/1.1"]);
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind((ip, port)).await?;
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, seen) = (acceptor.clone(), seen.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_lowercase();
+                let (status, body) = if head.lines().next().unwrap_or_default().contains("forbidden") {
+                    ("403 Forbidden", "forbidden by the origin\n")
+                } else {
+                    ("503 Service Unavailable", "try another\n")
+                };
+                seen.lock().unwrap().push(head);
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(resp.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    Ok(heads)
+}
+
+/// The forwarded token is a bearer credential: it goes to https://
+/// upstreams only, and a 401/403 from an upstream that got it counts as a
+/// refused token only when marked so (an edge's `outpost-refused: token`);
+/// an origin forbidding an object is answered as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forwarded_token_goes_to_https_only_and_an_unmarked_403_is_passed_on() -> Result<()> {
+    let dir = test_dir("tokens-https-only");
+    let (o, c, relay, fake) = ("127.74.24.1", "127.74.24.3", "127.74.24.5", "127.74.24.6");
+    let _origin = start_origin(&dir, o, "").await?;
+    let to_origin = recording_relay(&format!("{relay}:{ORIGIN_PORT}"), format!("{o}:{ORIGIN_PORT}")).await?;
+    let fake_seen = fake_https_upstream(&dir, fake, ORIGIN_PORT).await?;
+    // The https:// fake first, the origin over http:// (through the
+    // recording relay) on retry.
+    let urls = format!("\"https://{fake}:{ORIGIN_PORT}\", \"http://{relay}:{ORIGIN_PORT}\"");
+    let child = start_forwarding_child(&dir, c, &urls, "retry_backoff = \"10ms\"").await?;
+    let player = HttpsClient::new(Some(&ca(&dir)), Tcp::H1)?;
+    let tok = issue(&key("k1"), &grant("/synth/t0001/"), now());
+    let at_child = |path: &str| format!("https://{c}:{EDGE_PORT}/t/{tok}{path}");
+
+    // The origin forbids an object: its 403 is the player's answer, not a
+    // 502 about a refused token, though the token went to it.
+    let forbidden = player.get(&at_child("/synth/t0001/forbidden.m4s")).await?;
+    assert_eq!(forbidden.status, 403, "{}", String::from_utf8_lossy(&forbidden.body));
+    assert_eq!(String::from_utf8_lossy(&forbidden.body), "forbidden by the origin\n");
+    assert!(forbidden
+        .header("cache-status")
+        .unwrap_or_default()
+        .contains("fwd=miss"));
+    let heads = fake_seen.lock().unwrap().clone();
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.contains("forbidden.m4s")
+                && h.contains(&format!("cta-common-access-token: {}", tok.to_lowercase()))),
+        "the token went to the https:// upstream: {heads:?}"
+    );
+    let m = metrics(&child.admin).await?;
+    assert_eq!(
+        metric_sum(
+            &m,
+            "outpost_edge_upstream_fetches_total",
+            &["outcome=\"token-refused\""]
+        ),
+        0.0
+    );
+
+    // The fake answers 503 for the rest: the retry goes to the origin over
+    // http://, without the token.
+    let seg = "/synth/t0001/r0/seg00002.m4s";
+    let ok = player.get(&at_child(seg)).await?;
+    assert_eq!(ok.status, 200);
+    let seen = String::from_utf8_lossy(&to_origin.lock().unwrap()).to_lowercase();
+    assert!(seen.contains(&format!("get {seg} ")), "{seen}");
+    assert!(
+        !seen.contains("cta-common-access-token"),
+        "no token over http://: {seen}"
+    );
+    assert!(!seen.contains(&tok.to_lowercase()));
     Ok(())
 }

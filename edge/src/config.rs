@@ -101,12 +101,17 @@ pub struct UpstreamConfig {
     /// parent edge with `token.required` can check it. Never in the URL
     /// and never in the cache key: requests joining the fill share it.
     /// Needs `token.required` (only a token this edge verified is sent).
-    /// It goes to every URL in `urls`; an origin ignores it. A 401/403
-    /// answered to a fill that carried a token is not the player's answer
-    /// (this edge accepted the token): the fill fails, every request of
-    /// the wave gets 502 saying the upstream refused the forwarded token,
-    /// nothing is stored or remembered as uncacheable, and a stale copy
-    /// within `stale-if-error` is served instead when there is one.
+    /// The token is a bearer credential, so it goes only to the https://
+    /// URLs in `urls` (an origin ignores it), never to an http:// one; a
+    /// config with `forward_token` and only http:// upstreams is refused.
+    /// A 401/403 answered to a fill that carried the token to that URL and
+    /// marked as a token refusal (`outpost-refused: token`, which an edge
+    /// adds to its own token refusals) is not the player's answer (this
+    /// edge accepted the token): the fill fails, every request of the wave
+    /// gets 502 saying the upstream refused the forwarded token, nothing is
+    /// stored or remembered as uncacheable, and a stale copy within
+    /// `stale-if-error` is served instead when there is one. Any other
+    /// 401/403 (an origin forbidding an object) is answered as it is.
     /// Default: false (a credential goes upstream only where asked for:
     /// set it on child edges whose parent requires tokens).
     #[serde(default)]
@@ -574,11 +579,26 @@ impl Validate for EdgeConfig {
                 "needs token.required = true (only a token this edge verified is forwarded)",
             ));
         }
+        if self.upstream.forward_token && !self.upstream.urls.iter().any(|u| is_https(u)) {
+            return Err(Invalid::new(
+                "upstream.forward_token",
+                "the playback token is a bearer credential and is only sent to https:// upstreams, \
+                 but every upstream.urls entry is http://: reach the parent over https:// (with \
+                 upstream.ca) or set forward_token = false",
+            ));
+        }
         if self.limits.max_header_bytes < 8192 {
             return Err(Invalid::new("limits.max_header_bytes", "must be at least 8KiB"));
         }
         Ok(())
     }
+}
+
+/// Whether an upstream URL is https:// (the only kind a forwarded token
+/// goes to).
+pub fn is_https(url: &str) -> bool {
+    url.parse::<http::Uri>()
+        .is_ok_and(|u| u.scheme() == Some(&http::uri::Scheme::HTTPS))
 }
 
 #[cfg(test)]
@@ -618,16 +638,30 @@ urls = ["http://127.0.0.1:8080"]
         let with = |upstream: &str, token: &str| {
             outpost_svc::config::parse_config::<EdgeConfig>(
                 Path::new("edge.toml"),
-                &format!("{MIN}{upstream}\n[token]\n{token}\n{keys}"),
+                &format!(
+                    "{}{upstream}\n[token]\n{token}\n{keys}",
+                    if upstream.contains("urls") {
+                        MIN.replace("urls = [\"http://127.0.0.1:8080\"]\n", "")
+                    } else {
+                        MIN.to_string()
+                    }
+                ),
             )
         };
         let c = with(
-            "forward_token = true",
+            "urls = [\"https://parent.example:8443\", \"http://127.0.0.1:8080\"]\nforward_token = true",
             "required = true\nforwarders = [\"10.0.0.0/24\", \"::1/128\"]",
         )
         .unwrap();
         assert!(c.upstream.forward_token);
         assert_eq!(c.token.forwarders.len(), 2);
+        // Only http:// upstreams: the token would go in the clear, refused.
+        let e = with("forward_token = true", "required = true").unwrap_err().to_string();
+        assert!(
+            e.contains("edge.toml") && e.contains("upstream.forward_token") && e.contains("https://"),
+            "{e}"
+        );
+        assert!(is_https("HTTPS://x:1") && !is_https("http://x") && !is_https("x"));
         let e = with("forward_token = true", "required = false")
             .unwrap_err()
             .to_string();

@@ -153,10 +153,16 @@ fn retryable(status: StatusCode) -> bool {
     matches!(status.as_u16(), 502..=504)
 }
 
-/// An answer to a fill that carried a forwarded token which means the
-/// upstream refused the token (a parent edge's 401/403), not the object.
-fn refuses_token(status: StatusCode) -> bool {
+/// Whether an answer to a fill that carried a forwarded token to this
+/// upstream means the upstream refused the token (a parent edge's 401/403
+/// marked `outpost-refused: token`), not the object: any other 401/403 (an
+/// origin forbidding an object) is passed on as it is. Pure.
+fn refuses_token(status: StatusCode, headers: &http::HeaderMap) -> bool {
     matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+        && headers.get(crate::server::REFUSED_HEADER).is_some_and(|v| {
+            v.as_bytes()
+                .eq_ignore_ascii_case(crate::server::REFUSED_TOKEN.as_bytes())
+        })
 }
 
 /// The failure for a refused forwarded token: the status and the start of
@@ -276,7 +282,10 @@ async fn fetch(
         break r;
     };
     let resp = match resp {
-        Ok(mut r) if token.is_some() && refuses_token(r.status()) => Err(token_refused(up, &mut r).await),
+        // `attempt` is the one that answered: was the token sent to it?
+        Ok(mut r) if token.is_some() && up.sends_token(attempt) && refuses_token(r.status(), r.headers()) => {
+            Err(token_refused(up, &mut r).await)
+        }
         other => other,
     };
     let now = SystemTime::now();
@@ -393,4 +402,28 @@ async fn fetch(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn only_a_marked_401_or_403_is_a_refused_token() {
+        let marked = {
+            let mut h = HeaderMap::new();
+            h.insert(crate::server::REFUSED_HEADER, HeaderValue::from_static("token"));
+            h
+        };
+        assert!(refuses_token(StatusCode::UNAUTHORIZED, &marked));
+        assert!(refuses_token(StatusCode::FORBIDDEN, &marked));
+        // An origin forbidding an object: its own 403, passed on.
+        assert!(!refuses_token(StatusCode::FORBIDDEN, &HeaderMap::new()));
+        assert!(!refuses_token(StatusCode::UNAUTHORIZED, &HeaderMap::new()));
+        let mut other = HeaderMap::new();
+        other.insert(crate::server::REFUSED_HEADER, HeaderValue::from_static("geo"));
+        assert!(!refuses_token(StatusCode::FORBIDDEN, &other));
+        assert!(!refuses_token(StatusCode::NOT_FOUND, &marked));
+    }
 }

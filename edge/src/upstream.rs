@@ -6,6 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use http::uri::Scheme;
 use http::{header, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
@@ -63,7 +64,12 @@ impl Upstream {
             let uri: Uri = u.parse().map_err(|e| UpstreamSetupError(format!("{u}: {e}")))?;
             let parts = uri.into_parts();
             match (parts.scheme, parts.authority) {
-                (Some(s), Some(a)) => bases.push((s, a)),
+                (Some(s), Some(a)) => {
+                    if cfg.forward_token && s != Scheme::HTTPS {
+                        tracing::info!(upstream = %u, "upstream.forward_token: no token goes to this http:// upstream");
+                    }
+                    bases.push((s, a))
+                }
                 _ => return Err(UpstreamSetupError(format!("{u}: needs a scheme and host"))),
             }
         }
@@ -76,10 +82,17 @@ impl Upstream {
         })
     }
 
+    /// Whether the upstream chosen by `attempt` is sent a forwarded token
+    /// (a bearer credential: https:// upstreams only).
+    pub fn sends_token(&self, attempt: u32) -> bool {
+        self.bases[attempt as usize % self.bases.len()].0 == Scheme::HTTPS
+    }
+
     /// Send one GET for `target` (a normalized path and query) to the
     /// upstream chosen by `attempt` and wait for the response head. `token`
     /// is a forwarded playback token (`upstream.forward_token`), sent in
-    /// the `CTA-Common-Access-Token` header, never in the target.
+    /// the `CTA-Common-Access-Token` header, never in the target, and only
+    /// to an https:// upstream ([`Upstream::sends_token`]).
     pub async fn get(
         &self,
         target: &str,
@@ -98,7 +111,7 @@ impl Upstream {
             .method(Method::GET)
             .uri(uri)
             .header(header::USER_AGENT, self.user_agent.clone());
-        if let Some(t) = token {
+        if let Some(t) = token.filter(|_| self.sends_token(attempt)) {
             req = req.header(outpost_proto::token::HEADER, t.clone());
         }
         if let Some(v) = validators {
