@@ -244,7 +244,14 @@ impl Edge {
                     .with_label_values(&[&format!("token-{}", e.as_str())])
                     .inc();
                 let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-                return error(status, &e.to_string(), HeaderMap::new());
+                // Marked, so a child edge that forwarded this token tells
+                // a refused token from any other 401/403 (see `fill.rs`).
+                let mut h = HeaderMap::new();
+                h.insert(
+                    crate::server::REFUSED_HEADER,
+                    HeaderValue::from_static(crate::server::REFUSED_TOKEN),
+                );
+                return error(status, &e.to_string(), h);
             }
         }
         let mut stored = self.memory.get(&key);

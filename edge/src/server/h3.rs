@@ -224,7 +224,6 @@ async fn request(
     peer: SocketAddr,
 ) {
     let (parts, ()) = req.into_parts();
-    let method = parts.method.clone();
     let resp = edge
         .handle(RequestHead {
             method: parts.method,
@@ -238,7 +237,6 @@ async fn request(
     let mut out = http::Response::new(());
     *out.status_mut() = resp.status;
     *out.headers_mut() = resp.headers;
-    super::mark_token_refusal(edge.cfg.token.required, &method, resp.status, out.headers_mut());
     if let Ok(v) = http::HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now())) {
         out.headers_mut().insert(http::header::DATE, v);
     }

@@ -95,7 +95,6 @@ async fn handle(edge: Arc<Edge>, alt_svc: Arc<AltSvc>, req: Request<Incoming>, p
         Proto::H1
     };
     let (parts, _body) = req.into_parts();
-    let method = parts.method.clone();
     let resp = edge
         .handle(RequestHead {
             method: parts.method,
@@ -108,7 +107,6 @@ async fn handle(edge: Arc<Edge>, alt_svc: Arc<AltSvc>, req: Request<Incoming>, p
     let mut out = Response::new(body(resp.body, resp.access));
     *out.status_mut() = resp.status;
     *out.headers_mut() = resp.headers;
-    super::mark_token_refusal(edge.cfg.token.required, &method, resp.status, out.headers_mut());
     if alt_svc.up.load(Ordering::Relaxed) {
         out.headers_mut().insert(http::header::ALT_SVC, alt_svc.value.clone());
     }
