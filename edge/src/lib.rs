@@ -124,6 +124,10 @@ pub async fn start(cfg: EdgeConfig, stop: Shutdown) -> Result<RunningEdge, EdgeE
         None => None,
     };
     if let Some(r) = &reporter {
+        // Reports go on until the process exits: after the stop they say
+        // `draining` (set below) through the shutdown grace, so steering
+        // keeps the edge out and cache-control does not count it missing
+        // while in-flight responses finish.
         tokio::spawn(r.clone().run(Shutdown::new()));
         for (path, draining) in [("/drain", true), ("/undrain", false)] {
             let r = r.clone();
