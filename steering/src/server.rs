@@ -193,6 +193,22 @@ struct ClientAnswer {
     site: Option<String>,
 }
 
+impl ClientAnswer {
+    fn new(ip: IpAddr, loc: Location) -> Self {
+        ClientAnswer {
+            ip,
+            source: loc.source.as_str(),
+            country: loc.country,
+            asn: loc.asn,
+            site: loc.site,
+        }
+    }
+}
+
+fn no_edge() -> Response<Body> {
+    error(StatusCode::SERVICE_UNAVAILABLE, "no-edge", "no healthy edge is known")
+}
+
 #[derive(Serialize)]
 struct PlayAnswer {
     session: String,
@@ -379,7 +395,7 @@ async fn play(s: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Response<
     let (loc, edges, ranked) = s.decide(ip, &title.id);
     if ranked.is_empty() {
         outcome("no-edge");
-        return error(StatusCode::SERVICE_UNAVAILABLE, "no-edge", "no healthy edge is known");
+        return no_edge();
     }
     let exp = unix_now() + s.cfg.tokens.ttl.as_secs();
     let session = Session {
@@ -416,13 +432,7 @@ async fn play(s: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Response<
             session: sid,
             title: title.id.clone(),
             expires_at: exp,
-            client: ClientAnswer {
-                ip,
-                source: loc.source.as_str(),
-                country: loc.country,
-                asn: loc.asn,
-                site: loc.site,
-            },
+            client: ClientAnswer::new(ip, loc),
             edges: answers,
             hls: title.hls.is_some().then_some(hls),
             dash: title.dash.is_some().then_some(dash),
@@ -514,20 +524,14 @@ fn steer(s: &Shared, req: &Request<Incoming>, peer: SocketAddr) -> Response<Body
     let (loc, edges, ranked) = s.decide(ip, &title.id);
     if ranked.is_empty() {
         outcome("no-edge");
-        return error(StatusCode::SERVICE_UNAVAILABLE, "no-edge", "no healthy edge is known");
+        return no_edge();
     }
     outcome("ok");
     json(
         StatusCode::OK,
         &SteerAnswer {
             title: title.id.clone(),
-            client: ClientAnswer {
-                ip,
-                source: loc.source.as_str(),
-                country: loc.country,
-                asn: loc.asn,
-                site: loc.site,
-            },
+            client: ClientAnswer::new(ip, loc),
             edges: ranked
                 .iter()
                 .map(|r| {
