@@ -26,32 +26,18 @@ HERE="$ROOT/tests/interop"
 cd "$ROOT"
 
 say() { echo "demo interop: $*"; }
-PASSED=0
-FAILED=0
-ok() { PASSED=$((PASSED + 1)); echo "ok - $1"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL - $1: $2"; }
 summary() { echo "demo interop: $PASSED passed, $FAILED failed"; }
-abort() {
-    fail "$1" "$2"
-    summary
-    exit 1
-}
+# shellcheck source=tests/interop/lib.sh
+source "$HERE/lib.sh"
 
 # ------------------------------------------------------------ 0. tools ------
-SUDO=()
-[ "$(id -u)" -eq 0 ] || SUDO=(sudo)
 apt_pkgs=()
 command -v chromium >/dev/null || apt_pkgs+=(chromium)
 command -v ffmpeg >/dev/null || apt_pkgs+=(ffmpeg)
 command -v curl >/dev/null || apt_pkgs+=(curl ca-certificates)
 command -v npm >/dev/null || apt_pkgs+=(nodejs npm)
 command -v python3 >/dev/null || apt_pkgs+=(python3)
-if [ ${#apt_pkgs[@]} -gt 0 ]; then
-    say "installing ${apt_pkgs[*]} (apt)"
-    "${SUDO[@]}" apt-get update -q
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "${apt_pkgs[@]}"
-fi
+apt_install "${apt_pkgs[@]}"
 if [ ! -d "$HERE/player/node_modules/playwright-core" ]; then
     say "installing playwright-core (npm ci; it drives Debian's chromium, no browser download)"
     (cd "$HERE/player" && npm ci --no-audit --no-fund --loglevel=error)

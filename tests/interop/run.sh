@@ -35,25 +35,15 @@ EDGE_ADMIN="$EDGE_IP:9443"
 say() { echo "interop: $*"; }
 
 # ---------------------------------------------------------------- results --
-PASSED=0
-FAILED=0
-ok() { PASSED=$((PASSED + 1)); echo "ok - $1"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL - $1: $2"; }
 summary() {
     say "finished in $((SECONDS - T0)) s after the build"
     echo "interop: $PASSED passed, $FAILED failed"
 }
-# A setup step failed: nothing after it can run.
-abort() {
-    fail "$1" "$2"
-    summary
-    exit 1
-}
+# shellcheck source=tests/interop/lib.sh
+source "$HERE/lib.sh"
 
 # ------------------------------------------------------------ 0. tools ------
 # Idempotent: installs only what is missing (CI starts from a fresh Debian).
-SUDO=()
-[ "$(id -u)" -eq 0 ] || SUDO=(sudo)
 apt_pkgs=()
 if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
     apt_pkgs+=(ffmpeg)
@@ -64,12 +54,7 @@ if ! command -v python3 >/dev/null; then
 elif ! python3 -c 'import aioquic' 2>/dev/null && ! python3 -m pip --version >/dev/null 2>&1; then
     apt_pkgs+=(python3-pip)
 fi
-if [ ${#apt_pkgs[@]} -gt 0 ]; then
-    say "installing ${apt_pkgs[*]} (apt)"
-    "${SUDO[@]}" apt-get update -q
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "${apt_pkgs[@]}"
-fi
+apt_install "${apt_pkgs[@]}"
 if ! python3 -c 'import aioquic' 2>/dev/null; then
     say "installing aioquic (pip)"
     # PIP_BREAK_SYSTEM_PACKAGES: Debian's own python3 refuses pip installs
