@@ -601,7 +601,7 @@ async fn a_child_edge_forwards_the_token_to_a_parent_that_requires_it() -> Resul
     assert_eq!(refused.status, 502);
     let why = String::from_utf8_lossy(&refused.body);
     assert!(
-        why.contains("refused the forwarded playback token") && why.contains("401") && why.contains("unknown key"),
+        why.contains("refused the playback token") && why.contains("401") && why.contains("unknown key"),
         "{why}"
     );
     let m = metrics(&child.admin).await?;

@@ -68,12 +68,14 @@ pub struct LivenessConfig {
     /// well before `missed_intervals` run out. Turn it off when reports
     /// come through something that opens a connection per report (a proxy
     /// with `Connection: close`): there, one lost report would be enough.
-    /// Default: true.
+    /// Edges must report at least every `report_interval` (their
+    /// `[report] interval` no longer than it), or an ordinary connection
+    /// close marks them down. Default: true.
     #[serde(default = "yes")]
     pub connection_lost: bool,
     /// Time beyond one interval a live edge has to report again after its
     /// connection closed: a new TCP + TLS handshake (about 2 round trips)
-    /// and scheduling delays. Default: 500ms.
+    /// and scheduling delays. At least 100ms. Default: 500ms.
     #[serde(default = "half_second", deserialize_with = "de::duration")]
     pub connection_grace: Duration,
 }
@@ -281,6 +283,12 @@ impl Validate for CacheControlConfig {
         if l.readmit_reports == 0 {
             return Err(Invalid::new("liveness.readmit_reports", "must be at least 1"));
         }
+        if l.connection_lost && l.connection_grace < Duration::from_millis(100) {
+            return Err(Invalid::new(
+                "liveness.connection_grace",
+                "must be at least 100ms (a reconnect takes a TCP + TLS handshake)",
+            ));
+        }
         for (key, v) in [
             ("overload.cpu", self.overload.cpu),
             ("overload.bandwidth", self.overload.bandwidth),
@@ -352,6 +360,7 @@ key = "c.key"
         assert_eq!(c.policy().connection_limit_ms(), Some(1500));
         let off = parse("[liveness]\nconnection_lost = false\nconnection_grace = \"200ms\"\n").unwrap();
         assert_eq!(off.policy().connection_grace_ms, None);
+        assert!(parse("[liveness]\nconnection_grace = \"10ms\"\n").is_err());
         let short = parse("[liveness]\nreport_interval = \"300ms\"\nconnection_grace = \"100ms\"\n").unwrap();
         assert_eq!(short.policy().connection_limit_ms(), Some(400));
         assert_eq!(c.reports.max_body, 64 << 10);

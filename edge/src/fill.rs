@@ -167,7 +167,11 @@ fn refuses_token(status: StatusCode, headers: &http::HeaderMap) -> bool {
 
 /// The failure for a refused forwarded token: the status and the start of
 /// the upstream's explanation (a parent edge says why in one text line).
-async fn token_refused(up: &crate::upstream::Upstream, resp: &mut http::Response<hyper::body::Incoming>) -> FetchError {
+async fn token_refused(
+    up: &crate::upstream::Upstream,
+    resp: &mut http::Response<hyper::body::Incoming>,
+    sent: bool,
+) -> FetchError {
     const MAX: usize = 200;
     let why = match up.next_chunk(resp.body_mut()).await {
         Ok(Some(b)) => String::from_utf8_lossy(&b[..b.len().min(MAX)])
@@ -179,10 +183,15 @@ async fn token_refused(up: &crate::upstream::Upstream, resp: &mut http::Response
         _ => String::new(),
     };
     let status = resp.status();
-    FetchError::TokenRefused(if why.is_empty() {
-        format!("{status}")
+    let what = if sent {
+        ""
     } else {
-        format!("{status}: {why}")
+        " (none was forwarded: http:// upstream or forward_token off)"
+    };
+    FetchError::TokenRefused(if why.is_empty() {
+        format!("{status}{what}")
+    } else {
+        format!("{status}: {why}{what}")
     })
 }
 
@@ -282,9 +291,12 @@ async fn fetch(
         break r;
     };
     let resp = match resp {
-        // `attempt` is the one that answered: was the token sent to it?
-        Ok(mut r) if token.is_some() && up.sends_token(attempt) && refuses_token(r.status(), r.headers()) => {
-            Err(token_refused(up, &mut r).await)
+        // An upstream edge refused a token: the one forwarded to it, or
+        // none (an http:// upstream never gets it). Either way the player's
+        // token was good here; this is the tiers' configuration, a 502.
+        Ok(mut r) if edge.cfg.token.required && refuses_token(r.status(), r.headers()) => {
+            let sent = token.is_some() && up.sends_token(attempt);
+            Err(token_refused(up, &mut r, sent).await)
         }
         other => other,
     };

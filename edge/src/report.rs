@@ -295,8 +295,17 @@ impl Reporter {
             sig: signature::sign(&self.cfg.secret, report.timestamp_ms, &body),
             body,
         });
+        // Reports are numbered when built and queued after signing, so two
+        // publishers (the ticker and the stop) can queue out of order: a
+        // replica's slot only ever moves to a newer report.
         for tx in &self.outbox {
-            tx.send_replace(Some(job.clone()));
+            tx.send_if_modified(|cur| {
+                if cur.as_ref().is_some_and(|c| c.seq > job.seq) {
+                    return false;
+                }
+                *cur = Some(job.clone());
+                true
+            });
         }
         job.seq
     }

@@ -159,17 +159,30 @@ pub async fn serve_connections<A, H, Fut, C>(
                 return;
             };
             let (handler, closed) = on_connection(peer);
+            // Runs when this task ends, however: a handler panic unwinding
+            // the connection task included.
+            let _closed = OnDrop(Some(closed));
             let svc = service_fn(move |req| {
                 let fut = handler(req);
                 async move { Ok::<_, Infallible>(fut.await) }
             });
             let conn = builder.serve_connection(TokioIo::new(tls), svc);
             let _ = watcher.watch(conn).await;
-            closed();
         });
     }
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("grace period over, closing remaining connections");
+    }
+}
+
+/// Calls its function once, when dropped.
+struct OnDrop<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
     }
 }
 

@@ -29,10 +29,11 @@ pub enum FetchError {
     /// connection if bytes were already sent.
     #[error("upstream body truncated at {received} of {expected} bytes")]
     Truncated { received: u64, expected: u64 },
-    /// The upstream (a parent edge) answered 401/403 to a fill that carried
-    /// the forwarded playback token this edge had accepted: the tiers'
-    /// token keys or clocks disagree, which is not the player's fault. 502.
-    #[error("upstream refused the forwarded playback token: {0}")]
+    /// The upstream (a parent edge) refused the playback token with its
+    /// marked 401/403: the one forwarded to it, or none (an http://
+    /// upstream). This edge had accepted the token, so the tiers' keys,
+    /// clocks or configuration disagree, which is not the player's fault. 502.
+    #[error("upstream refused the playback token: {0}")]
     TokenRefused(String),
 }
 

@@ -29,6 +29,8 @@ pub struct ObjectHead {
 /// Headers never replayed from upstream: hop-by-hop ones (RFC 9110 §7.6.1)
 /// and those the edge computes itself.
 const DROPPED: &[&str] = &[
+    // An upstream edge's own token refusal, never ours to pass on.
+    "outpost-refused",
     "connection",
     "keep-alive",
     "proxy-connection",

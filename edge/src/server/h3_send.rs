@@ -26,8 +26,8 @@
 //! Unlike h3-quinn, `poll_finish` first flushes data still queued, and a
 //! `send_data` while data is queued appends to it (h3 #360: a cancelled
 //! `send_data` there left a truncated frame or killed the connection). A send
-//! stream dropped with data still queued (a cancelled request task) is reset,
-//! never finished, so a client never sees a clean but short body.
+//! stream dropped before it was finished (a cancelled or failed request
+//! task) is reset, so a client never sees a clean but short body.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -239,6 +239,7 @@ impl BidiStream {
             send: SendStream {
                 stream: send,
                 queued: Vec::new(),
+                ended: false,
             },
             recv: RecvStream { stream: recv },
         }
@@ -292,6 +293,8 @@ pub struct SendStream {
     /// Chunks `send_data` queued that quinn has not taken yet (written
     /// chunks are emptied, a partly written one is cut to its rest).
     queued: Vec<Bytes>,
+    /// Finished or reset: a stream dropped before either is reset.
+    ended: bool,
 }
 
 impl quic::SendStream<Bytes> for SendStream {
@@ -312,6 +315,7 @@ impl quic::SendStream<Bytes> for SendStream {
 
     fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
         ready!(self.poll_ready(cx))?;
+        self.ended = true;
         Poll::Ready(
             self.stream
                 .finish()
@@ -320,6 +324,7 @@ impl quic::SendStream<Bytes> for SendStream {
     }
 
     fn reset(&mut self, reset_code: u64) {
+        self.ended = true;
         self.queued.clear();
         let _ = self.stream.reset(VarInt::from_u64(reset_code).unwrap_or(VarInt::MAX));
     }
@@ -329,13 +334,13 @@ impl quic::SendStream<Bytes> for SendStream {
     }
 }
 
-/// A send stream dropped with data still queued (its request task was
-/// cancelled between `send_data` and the write, or `poll_finish` never ran)
-/// is reset: quinn would otherwise finish it on drop, and the client would
-/// see a clean end after a short (or truncated-frame) body.
+/// A send stream dropped before it was finished or reset (its request
+/// task ended early: cancelled, an error or a panic between chunks or with
+/// data still queued) is reset: quinn would otherwise finish it on drop,
+/// and the client would see a clean end after a short body.
 impl Drop for SendStream {
     fn drop(&mut self) {
-        if self.queued.iter().any(|c| !c.is_empty()) {
+        if !self.ended {
             quic::SendStream::<Bytes>::reset(self, Code::H3_INTERNAL_ERROR.value());
         }
     }
@@ -548,6 +553,7 @@ mod tests {
             SendStream {
                 stream: ssend,
                 queued: Vec::new(),
+                ended: false,
             },
             crecv,
         )
@@ -579,6 +585,29 @@ mod tests {
             }
             other => panic!("a clean end after a short body: {other:?}"),
         }
+    }
+
+    /// Between chunks nothing is queued (h3 writes each `send_data` at
+    /// once); a task ending there must still not look like a whole body.
+    #[tokio::test]
+    async fn a_stream_dropped_between_chunks_is_reset_not_finished() {
+        let (_conns, mut send, mut recv) = stream_pair("between").await;
+        queue_frame(
+            &mut frame(&[0x00, 0x05], &Bytes::from_static(b"first")),
+            &mut send.queued,
+        );
+        std::future::poll_fn(|cx| quic::SendStream::<Bytes>::poll_ready(&mut send, cx))
+            .await
+            .unwrap();
+        assert!(send.queued.is_empty());
+        drop(send);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), recv.read_to_end(1 << 20))
+            .await
+            .expect("the client learns how the stream ended");
+        assert!(
+            matches!(got, Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(_)))),
+            "a clean end after a short body: {got:?}"
+        );
     }
 
     #[tokio::test]
