@@ -167,11 +167,8 @@ struct PlayRequest {
 
 #[derive(Serialize)]
 struct EdgeAnswer {
-    id: String,
-    site: String,
-    reason: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    distance_km: Option<f64>,
+    #[serde(flatten)]
+    edge: RankedEdge,
     pathway: String,
     /// Base URL carrying the token: append the title's relative paths.
     base: String,
@@ -179,6 +176,27 @@ struct EdgeAnswer {
     hls: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dash: Option<String>,
+}
+
+/// What `/v1/play` and `/v1/steer` say of each ranked edge.
+#[derive(Serialize)]
+struct RankedEdge {
+    id: String,
+    site: String,
+    reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    distance_km: Option<f64>,
+}
+
+impl RankedEdge {
+    fn new(e: &rank::Edge, r: &Ranked) -> Self {
+        RankedEdge {
+            id: e.id.clone(),
+            site: e.site.clone(),
+            reason: r.reason.as_str(),
+            distance_km: r.distance_km.map(|d| d.round()),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -412,10 +430,7 @@ async fn play(s: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Response<
             let e = &edges[r.index];
             let base = format!("{}/t/{tok}{}", e.url, title.path);
             EdgeAnswer {
-                id: e.id.clone(),
-                site: e.site.clone(),
-                reason: r.reason.as_str(),
-                distance_km: r.distance_km.map(|d| d.round()),
+                edge: RankedEdge::new(e, r),
                 pathway: manifest::pathway_id(&e.id),
                 hls: title.hls.as_ref().map(|h| format!("{base}{h}")),
                 dash: title.dash.as_ref().map(|d| format!("{base}{d}")),
@@ -451,11 +466,8 @@ fn unknown_key() -> Response<Body> {
 /// One edge of a `/v1/steer` answer.
 #[derive(Serialize)]
 struct SteerEdge {
-    id: String,
-    site: String,
-    reason: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    distance_km: Option<f64>,
+    #[serde(flatten)]
+    edge: RankedEdge,
     /// The edge's base URL players use (no token: `/v1/play` signs).
     url: String,
 }
@@ -537,10 +549,7 @@ fn steer(s: &Shared, req: &Request<Incoming>, peer: SocketAddr) -> Response<Body
                 .map(|r| {
                     let e = &edges[r.index];
                     SteerEdge {
-                        id: e.id.clone(),
-                        site: e.site.clone(),
-                        reason: r.reason.as_str(),
-                        distance_km: r.distance_km.map(|d| d.round()),
+                        edge: RankedEdge::new(e, r),
                         url: e.url.clone(),
                     }
                 })
